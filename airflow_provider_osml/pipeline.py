@@ -1,0 +1,99 @@
+"""Wiring of the ``osml_model_runner`` DAG (one run = one ImageRequest); the logic is in ``operators``.
+
+A DAG file only has to call :func:`osml_model_runner` (see ``dags/osml_model_runner.py``).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pendulum
+from airflow.sdk import Param, dag, get_current_context, task
+
+from airflow_provider_osml.operators import model_runner as steps
+from airflow_provider_osml.request import image_request_schema
+
+REGION_RETRIES = 2
+
+
+def request_params() -> dict[str, Param]:
+    """The ImageRequest JSON Schema as DAG params, so the trigger form validates what a user types."""
+    schema = image_request_schema()
+    required = set(schema.get("required", ()))
+    params = {}
+    for name, prop in schema["properties"].items():
+        prop = dict(prop)
+        description = prop.pop("description", None)
+        if "default" in prop:
+            params[name] = Param(prop.pop("default"), description=description, **prop)
+        elif name in required:
+            params[name] = Param(description=description, **prop)
+        else:
+            params[name] = Param(None, description=description, anyOf=[prop, {"type": "null"}])
+    return params
+
+
+def _set_map_index_label(region: dict) -> None:
+    get_current_context()["region_key"] = region["key"]
+
+
+@dag(
+    dag_id="osml_model_runner",
+    schedule=None,
+    start_date=pendulum.datetime(2024, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_tasks=32,
+    params=request_params(),
+    tags=["osml"],
+    doc_md=__doc__,
+)
+def osml_model_runner():
+    """Run a model over one image: validate -> plan -> infer per region -> geolocate -> select -> sinks -> status."""
+
+    @task(multiple_outputs=True)
+    def validate_request() -> dict:
+        conf = get_current_context()["dag_run"].conf or {}
+        # The trigger form sends every param, unset ones as null: treat them as absent.
+        return steps.validate_request({k: v for k, v in conf.items() if v is not None})
+
+    @task
+    def plan_regions(validated: dict) -> list[dict]:
+        return steps.plan_regions(validated)
+
+    region_task = task(retries=REGION_RETRIES, retry_delay=timedelta(seconds=10), retry_exponential_backoff=True,
+                       map_index_template="{{ region_key }}")
+
+    @region_task
+    def infer_region(validated: dict, region: dict) -> dict:
+        _set_map_index_label(region)
+        return steps.infer_region(validated, region)
+
+    @region_task
+    def geolocate_region(validated: dict, region: dict) -> dict:
+        _set_map_index_label(region)
+        return steps.geolocate_region(validated, region)
+
+    @task(retries=1)
+    def select_features(validated: dict, regions) -> dict:
+        return steps.select_features(validated, list(regions[0 : len(regions)]))  # one XCom request
+
+    @task(retries=2, retry_delay=timedelta(seconds=10))
+    def write_sink(validated: dict, output: dict) -> dict:
+        return steps.write_sink(validated, output)
+
+    @task(trigger_rule="all_done")
+    def report_status() -> dict:
+        ti = get_current_context()["ti"]
+        validated = ti.xcom_pull(task_ids="validate_request")
+        selection = ti.xcom_pull(task_ids="select_features")
+        outputs = (validated or {}).get("outputs") or []
+        delivered = [ti.xcom_pull(task_ids="write_sink", map_indexes=i) for i in range(len(outputs))]
+        return steps.report_status(validated, selection, delivered)
+
+    validated = validate_request()
+    regions = plan_regions(validated)
+    inferred = infer_region.partial(validated=validated).expand(region=regions)
+    located = geolocate_region.partial(validated=validated).expand(region=inferred)
+    selection = select_features(validated, located)
+    sinks = write_sink.partial(validated=validated).expand(output=validated["outputs"])
+    selection >> sinks >> report_status()

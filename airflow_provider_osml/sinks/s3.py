@@ -1,0 +1,36 @@
+"""``{"type": "S3", "bucket", "prefix", "role"}``: one object per job at ``<prefix>/<jobId>.geojson``."""
+
+from __future__ import annotations
+
+import posixpath
+from functools import cached_property
+
+from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+
+class S3Sink:
+    def __init__(self, *, bucket: str, prefix: str = "", role: str | None = None, aws_conn_id: str | None) -> None:
+        self.bucket = bucket
+        self.prefix = prefix
+        self.role = role
+        self.aws_conn_id = aws_conn_id
+
+    def key(self, job_id: str) -> str:
+        # the reference's key: os.path.join(prefix, job_id.split("/")[-1] + ".geojson")
+        return posixpath.join(self.prefix, job_id.split("/")[-1] + ".geojson")
+
+    def target(self, job_id: str) -> str:
+        return f"s3://{self.bucket}/{self.key(job_id)}"
+
+    @cached_property
+    def hook(self) -> S3Hook:
+        hook = S3Hook(aws_conn_id=self.aws_conn_id, extra_args={"ACL": "bucket-owner-full-control"})
+        if self.role:
+            hook.conn_config.role_arn = self.role
+            hook.conn_config.assume_role_method = hook.conn_config.assume_role_method or "assume_role"
+        return hook
+
+    def write(self, job_id: str, geojson_file: str) -> str:
+        """Upload the FeatureCollection file (multipart above boto3's threshold); a re-run overwrites."""
+        self.hook.load_file(geojson_file, key=self.key(job_id), bucket_name=self.bucket, replace=True)
+        return self.target(job_id)

@@ -1,0 +1,131 @@
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import rasterio
+from PIL import Image
+from rasterio.io import MemoryFile
+from rasterio.transform import from_origin
+
+from airflow_provider_osml import imagery
+
+
+def decode(data: bytes) -> tuple[np.ndarray, dict]:
+    with MemoryFile(data) as memfile, memfile.open() as dataset:
+        return dataset.read(), dataset.tags()
+
+
+@pytest.fixture
+def tile() -> np.ndarray:
+    # smooth content, so lossy codecs stay close to the source
+    yy, xx = np.mgrid[0:64, 0:96]
+    return np.stack([xx * 2, yy * 3, (xx + yy)]).astype(np.uint8)
+
+
+@pytest.mark.parametrize("fmt", imagery.TILE_FORMATS)
+@pytest.mark.parametrize("compression", imagery.TILE_COMPRESSIONS)
+def test_every_format_and_compression_decodes_to_the_tile(tile, fmt, compression):
+    transform = from_origin(85.0, 33.0, 1e-5, 1e-5)
+    data = imagery.encode_tile(tile, fmt, compression, transform=transform, crs="EPSG:4326")
+    pixels, tags = decode(data)
+    assert pixels.shape == tile.shape
+    lossy = "JPEG" in (fmt, compression) or (fmt == "NITF" and compression in ("J2K", "LZW"))
+    if lossy:
+        assert np.abs(pixels.astype(int) - tile).mean() < 8
+    else:
+        np.testing.assert_array_equal(pixels, tile)
+    if fmt == "NITF":
+        assert tags["NITF_ICORDS"] == "G"
+        assert tags["NITF_IGEOLO"].startswith("330000N0850000E")
+        assert tags["NITF_IC"] == {"NONE": "NC", "JPEG": "C3", "J2K": "C8", "LZW": "C8"}[compression]
+
+
+def test_gtiff_compression_is_honoured(tile):
+    # osml-model-runner ignored GTIFF compression (spec 11 Q9)
+    with MemoryFile(imagery.encode_tile(tile, "GTIFF", "LZW")) as memfile, memfile.open() as dataset:
+        assert dataset.compression.name == "lzw"
+    with MemoryFile(imagery.encode_tile(tile, "GTIFF", "NONE")) as memfile, memfile.open() as dataset:
+        assert dataset.compression is None
+
+
+def test_png_from_pillow_is_lossless_and_single_band_works(tile):
+    mono = tile[:1]
+    image = Image.open(io.BytesIO(imagery.encode_tile(mono, "PNG")))
+    np.testing.assert_array_equal(np.asarray(image), mono[0])
+
+
+def test_sixteen_bit_png_goes_through_gdal():
+    tile = np.arange(2 * 32 * 32, dtype=np.uint16).reshape(2, 32, 32) * 17
+    pixels, _ = decode(imagery.encode_tile(tile, "PNG"))
+    np.testing.assert_array_equal(pixels, tile)
+
+
+def test_unknown_format_is_refused(tile):
+    with pytest.raises(ValueError, match="imageProcessorTileFormat"):
+        imagery.encode_tile(tile, "TIFF")
+
+
+def test_meta_ntf_sensor_model_and_source_metadata(fixtures_dir):
+    with imagery.open_image(str(fixtures_dir / "meta.ntf")) as dataset:
+        info = imagery.image_info(dataset)
+        model = imagery.build_sensor_model(dataset)
+        source = imagery.nitf_source_metadata(dataset, "./test/data/small.ntf")
+    assert (info.width, info.height, info.band_count, info.is_nitf) == (1024, 1024, 1, True)
+    assert type(model).__name__ == "GDALAffineSensorModel"
+    # spec 4.3 test vector
+    assert source == {
+        "location": "./test/data/small.ntf",
+        "format": "NITF",
+        "category": "VIS",
+        "sourceId": "Checks an uncompressed 1024x1024 8 bit mono image with GEOcentric data. Airfield",
+        "sourceDT": "1996-12-17T10:26:30Z",
+    }
+
+
+def test_open_missing_image_names_the_field(tmp_path):
+    with pytest.raises(imagery.InvalidImage, match="imageUrls"), imagery.open_image(str(tmp_path / "none.tif")):
+        pass
+
+
+def test_image_without_georeferencing_has_no_sensor_model(tmp_path):
+    path = tmp_path / "plain.tif"
+    with rasterio.open(path, "w", driver="GTiff", width=8, height=8, count=1, dtype="uint8") as dataset:
+        dataset.write(np.zeros((1, 8, 8), dtype=np.uint8))
+    with imagery.open_image(str(path)) as dataset:
+        assert imagery.build_sensor_model(dataset) is None
+        assert imagery.nitf_source_metadata(dataset, str(path)) is None
+
+
+@pytest.mark.parametrize(
+    ("pixel_box", "expected"),
+    [
+        pytest.param((10, 15, 70, 90), ((15, 10), (60, 75)), id="inside"),
+        pytest.param((-10, -10, 50, 50), ((0, 0), (50, 50)), id="clipped-to-image"),
+    ],
+)
+def test_roi_bounds_upstream_vectors(fixtures_dir, pixel_box, expected):
+    """spec 2.4: an ROI drawn over known pixels maps back to those pixels on GeogToWGS84GeoKey5.tif."""
+    import math
+
+    from aws.osml.photogrammetry import ImageCoordinate
+
+    with imagery.open_image(str(fixtures_dir / "GeogToWGS84GeoKey5.tif")) as dataset:
+        model = imagery.build_sensor_model(dataset)
+        width, height = dataset.width, dataset.height
+    minx, miny, maxx, maxy = pixel_box
+    corners = [(minx, miny), (maxx, miny), (maxx, maxy), (minx, maxy), (minx, miny)]
+    lonlat = []
+    for x, y in corners:
+        world = model.image_to_world(ImageCoordinate([x, y]))
+        lonlat.append(f"{math.degrees(world.longitude)!r} {math.degrees(world.latitude)!r}")
+    wkt = f"POLYGON (({', '.join(lonlat)}))"
+    left, top, right, bottom = imagery.roi_pixel_bounds(wkt, model, width, height)
+    assert ((top, left), (right - left, bottom - top)) == expected
+
+
+def test_roi_outside_the_image_gives_none(fixtures_dir):
+    with imagery.open_image(str(fixtures_dir / "meta.ntf")) as dataset:
+        model = imagery.build_sensor_model(dataset)
+    assert imagery.roi_pixel_bounds("POLYGON ((10 10, 11 10, 11 11, 10 11, 10 10))", model, 1024, 1024) is None
