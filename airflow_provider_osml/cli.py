@@ -21,7 +21,7 @@ DAG_FILE = '''"""osml_model_runner, written by osml-airflow."""
 
 from airflow_provider_osml.pipeline import osml_model_runner
 
-osml_model_runner()
+dag = osml_model_runner()
 '''
 
 

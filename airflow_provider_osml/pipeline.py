@@ -13,7 +13,13 @@ from airflow.sdk import Param, dag, get_current_context, task
 from airflow_provider_osml.operators import model_runner as steps
 from airflow_provider_osml.request import image_request_schema
 
-REGION_RETRIES = 2
+# Region tasks are retried by Airflow; they overwrite their own work-store objects, so retries are safe.
+REGION_TASK = {
+    "retries": 2,
+    "retry_delay": timedelta(seconds=10),
+    "retry_exponential_backoff": True,
+    "map_index_template": "{{ region_key }}",
+}
 
 
 def request_params() -> dict[str, Param]:
@@ -50,7 +56,7 @@ def _set_map_index_label(region: dict) -> None:
 def osml_model_runner():
     """Run a model over one image: validate -> plan -> infer per region -> geolocate -> select -> sinks -> status."""
 
-    @task(multiple_outputs=True)
+    @task
     def validate_request() -> dict:
         conf = get_current_context()["dag_run"].conf or {}
         # The trigger form sends every param, unset ones as null: treat them as absent.
@@ -60,21 +66,18 @@ def osml_model_runner():
     def plan_regions(validated: dict) -> list[dict]:
         return steps.plan_regions(validated)
 
-    region_task = task(retries=REGION_RETRIES, retry_delay=timedelta(seconds=10), retry_exponential_backoff=True,
-                       map_index_template="{{ region_key }}")
-
-    @region_task
+    @task(**REGION_TASK)
     def infer_region(validated: dict, region: dict) -> dict:
         _set_map_index_label(region)
         return steps.infer_region(validated, region)
 
-    @region_task
+    @task(**REGION_TASK)
     def geolocate_region(validated: dict, region: dict) -> dict:
         _set_map_index_label(region)
         return steps.geolocate_region(validated, region)
 
     @task(retries=1)
-    def select_features(validated: dict, regions) -> dict:
+    def select_features(validated: dict, regions) -> list[dict]:
         return steps.select_features(validated, list(regions[0 : len(regions)]))  # one XCom request
 
     @task(retries=2, retry_delay=timedelta(seconds=10))
@@ -85,15 +88,13 @@ def osml_model_runner():
     def report_status() -> dict:
         ti = get_current_context()["ti"]
         validated = ti.xcom_pull(task_ids="validate_request")
-        selection = ti.xcom_pull(task_ids="select_features")
         outputs = (validated or {}).get("outputs") or []
         delivered = [ti.xcom_pull(task_ids="write_sink", map_indexes=i) for i in range(len(outputs))]
-        return steps.report_status(validated, selection, delivered)
+        return steps.report_status(validated, delivered)
 
     validated = validate_request()
     regions = plan_regions(validated)
     inferred = infer_region.partial(validated=validated).expand(region=regions)
     located = geolocate_region.partial(validated=validated).expand(region=inferred)
-    selection = select_features(validated, located)
-    sinks = write_sink.partial(validated=validated).expand(output=validated["outputs"])
-    selection >> sinks >> report_status()
+    outputs = select_features(validated, located)
+    write_sink.partial(validated=validated).expand(output=outputs) >> report_status()

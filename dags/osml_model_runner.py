@@ -2,4 +2,4 @@
 
 from airflow_provider_osml.pipeline import osml_model_runner
 
-osml_model_runner()
+dag = osml_model_runner()

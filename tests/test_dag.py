@@ -14,8 +14,8 @@ from tests.test_cli import assert_each_object_found_once
 pytestmark = pytest.mark.airflow
 
 
-@pytest.fixture(scope="module")
-def model_runner_dag():
+@pytest.fixture(scope="session")
+def model_runner_dag(airflow_db):
     from airflow.dag_processing.dagbag import DagBag
 
     bag = DagBag(dag_folder=str(REPO / "dags"))

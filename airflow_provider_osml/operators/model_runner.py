@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 SELECTED_FEATURES = "features.geojson"
 STATUS_RECORD = "status.json"
 PLAN = "plan.json"
+SELECTION = "selection.json"
 
 
 @dataclass
@@ -70,6 +71,8 @@ def validate_request(conf: dict) -> dict:
     ctx = TaskContext(settings, request, WorkStore(settings.work_store, request.job_id))
     with open_request_image(ctx) as dataset:
         info = imagery.image_info(dataset)
+    for stale in (SELECTION, STATUS_RECORD):  # a re-run of the same jobId must not report the last run's
+        ctx.store.remove(stale)
     log.info("Job %s: image %s is %dx%d, %d band(s) %s", request.job_id, request.image_url, info.width,
              info.height, info.band_count, info.dtype)
     return {
@@ -272,7 +275,7 @@ def _set_decayed_score(feature: dict, score: float) -> None:
     best["score"] = score
 
 
-def select_features(validated: dict, regions: list[dict]) -> dict:
+def select_features(validated: dict, regions: list[dict]) -> list[dict]:
     """De-duplicate across tiles and regions, add output properties, store one FeatureCollection."""
     ctx = TaskContext.from_validated(validated)
     request = ctx.request
@@ -293,7 +296,7 @@ def select_features(validated: dict, regions: list[dict]) -> dict:
         _write_feature_collection(out, finished)
     ctx.store.write_json("failed_tiles.json", failed_tiles)
     log.info("Job %s: %d features before selection, %d after", request.job_id, len(features), len(selected))
-    return {
+    counts = {
         "featuresBeforeSelection": len(features),
         "features": len(selected),
         "failedTiles": len(failed_tiles),
@@ -301,6 +304,9 @@ def select_features(validated: dict, regions: list[dict]) -> dict:
         "regions": len(regions),
         "path": str(ctx.store.path(SELECTED_FEATURES)),
     }
+    ctx.store.write_json(SELECTION, counts)
+    # the sinks map over this list, so it is what select_features hands on
+    return list(request.outputs)
 
 
 def _write_feature_collection(out, features) -> None:
@@ -343,11 +349,12 @@ def image_status(selection: dict | None, outputs: list[dict], delivered: list[di
     return "SUCCESS", failed_sinks
 
 
-def report_status(validated: dict | None, selection: dict | None, delivered: list[dict | None]) -> dict:
+def report_status(validated: dict | None, delivered: list[dict | None]) -> dict:
     """Write the image's status record; fail the run when the image FAILED."""
     if validated is None:
         raise RuntimeError("FAILED: the ImageRequest was rejected (see the validate_request task log)")
     ctx = TaskContext.from_validated(validated)
+    selection = ctx.store.read_json(SELECTION) if ctx.store.exists(SELECTION) else None
     outputs = validated["outputs"]
     status, failed_sinks = image_status(selection, outputs, delivered)
     record = {

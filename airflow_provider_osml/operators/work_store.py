@@ -39,6 +39,11 @@ class WorkStore:
     def read_json(self, name: str) -> object:
         return json.loads(self.path(name).read_text())
 
+    def remove(self, name: str) -> None:
+        target = self.path(name)
+        if target.exists():
+            target.unlink()
+
     def exists(self, name: str) -> bool:
         return self.path(name).exists()
 
