@@ -394,6 +394,14 @@ def test_plan_tiles_stay_on_global_grid_for_small_strides():
     check_plan_properties(plan, 124, 341)
 
 
+def test_axis_lower_than_tile_keeps_last_region_on_grid():
+    """Upstream leaves the bounds untrimmed here, so its last region gets tiles at rows 276 and 279."""
+    plan = plan_image(8, 343, tile_size=64, tile_overlap=12, region_size=110)
+    assert plan.regions[-1] == ((276, 0), (8, 64))
+    assert plan.tiles(plan.regions[-1]) == [((276, 0), (8, 64))]
+    check_plan_properties(plan, 8, 343)
+
+
 # --- max_regions ---------------------------------------------------------------------------------
 
 
@@ -446,16 +454,30 @@ def random_cases(count=150, seed=20240611):
         region = rng.randrange(1, 6 * tile)
         max_regions = rng.choice([1, 5, 1024])
         strategy = TILING_STRATEGIES[index % 2]
-        yield pytest.param(width, height, tile, overlap, region, max_regions, strategy,
-                           id=f"{strategy}-{width}x{height}-t{tile}-o{overlap}-r{region}-m{max_regions}")
+        bounds, roi = None, "full"
+        if index % 3 == 0:  # an ROI inside the image
+            row, col = rng.randrange(height), rng.randrange(width)
+            bounds = ((row, col), (rng.randrange(1, width - col + 1), rng.randrange(1, height - row + 1)))
+            roi = f"roi-r{row}-c{col}-{bounds[1][0]}x{bounds[1][1]}"
+        yield pytest.param(width, height, tile, overlap, region, max_regions, strategy, bounds,
+                           id=f"{strategy}-{width}x{height}-t{tile}-o{overlap}-r{region}-m{max_regions}-{roi}")
 
 
-@pytest.mark.parametrize(("width", "height", "tile", "overlap", "region", "max_regions", "strategy"),
-                         list(random_cases()))
-def test_random_plan_properties(width, height, tile, overlap, region, max_regions, strategy):
+@pytest.mark.parametrize(
+    ("width", "height", "tile", "overlap", "region", "max_regions", "strategy", "bounds"), list(random_cases())
+)
+def test_random_plan_properties(width, height, tile, overlap, region, max_regions, strategy, bounds):
     plan = plan_image(width, height, tile_size=tile, tile_overlap=overlap, region_size=region,
-                      strategy=strategy, max_regions=max_regions)
+                      strategy=strategy, max_regions=max_regions, processing_bounds=bounds)
     check_plan_properties(plan, width, height, max_regions)
+
+
+@pytest.mark.parametrize("strategy", TILING_STRATEGIES)
+def test_rectangular_sizes(strategy):
+    plan = plan_image(5000, 3000, tile_size=(512, 256), tile_overlap=(64, 32), region_size=(2048, 1024),
+                      strategy=strategy)
+    assert all(size == (512, 256) for _, size in plan.all_tiles()) or strategy == VT
+    check_plan_properties(plan, 5000, 3000)
 
 
 # --- serialisation, windows, ids --------------------------------------------------------------------
