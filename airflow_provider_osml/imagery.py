@@ -20,10 +20,10 @@ from rasterio.crs import CRS
 from rasterio.io import MemoryFile
 from rasterio.windows import Window
 
+from airflow_provider_osml.request import TILE_COMPRESSIONS, TILE_FORMATS
+
 log = logging.getLogger(__name__)
 
-TILE_FORMATS = ("NITF", "JPEG", "PNG", "GTIFF")
-TILE_COMPRESSIONS = ("NONE", "JPEG", "J2K", "LZW")
 
 # NITF image compression codes (IC) per requested compression, as osml-imagery-toolkit maps them.
 _NITF_IC = {"NONE": "NC", "JPEG": "C3", "J2K": "C8"}

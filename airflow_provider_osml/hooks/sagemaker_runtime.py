@@ -9,16 +9,10 @@ from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
 from botocore.exceptions import BotoCoreError, ClientError
 
 from airflow_provider_osml.hooks.http_endpoint import ModelInvocationError
+from airflow_provider_osml.request import MODEL_PARAMETER_KEYS
 
-# imageProcessorParameters keys passed through to InvokeEndpoint unchanged.
-INVOKE_PARAMETERS = (
-    "ContentType",
-    "Accept",
-    "CustomAttributes",
-    "TargetVariant",
-    "TargetContainerHostname",
-    "InferenceComponentName",
-)
+# imageProcessorParameters keys are passed through to InvokeEndpoint unchanged.
+INVOKE_PARAMETERS = MODEL_PARAMETER_KEYS
 
 
 class SageMakerRuntimeHook(AwsBaseHook):

@@ -48,10 +48,9 @@ def s3_access(settings: DeploymentSettings, role: str | None = None) -> imagery.
     """Credentials and endpoint for GDAL ``s3://`` reads, from the AWS connection."""
     from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
 
-    hook = AwsBaseHook(aws_conn_id=settings.aws_conn_id, client_type="s3")
-    if role:
-        hook.conn_config.role_arn = role
-        hook.conn_config.assume_role_method = hook.conn_config.assume_role_method or "assume_role"
+    from airflow_provider_osml.hooks.aws_roles import assume_role
+
+    hook = assume_role(AwsBaseHook(aws_conn_id=settings.aws_conn_id, client_type="s3"), role)
     return imagery.S3Access(session=hook.get_session(), endpoint_url=hook.conn_config.endpoint_url)
 
 

@@ -7,6 +7,8 @@ from functools import cached_property
 
 from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
+from airflow_provider_osml.hooks.aws_roles import assume_role
+
 
 class S3Sink:
     def __init__(self, *, bucket: str, prefix: str = "", role: str | None = None, aws_conn_id: str | None) -> None:
@@ -25,10 +27,7 @@ class S3Sink:
     @cached_property
     def hook(self) -> S3Hook:
         hook = S3Hook(aws_conn_id=self.aws_conn_id, extra_args={"ACL": "bucket-owner-full-control"})
-        if self.role:
-            hook.conn_config.role_arn = self.role
-            hook.conn_config.assume_role_method = hook.conn_config.assume_role_method or "assume_role"
-        return hook
+        return assume_role(hook, self.role)
 
     def write(self, job_id: str, geojson_file: str) -> str:
         """Upload the FeatureCollection file (multipart above boto3's threshold); a re-run overwrites."""
