@@ -72,10 +72,8 @@ def run_dag(request: dict, home: Path, allowed: list[Path], verbose: bool = Fals
         raise SystemExit(f"DAG import errors: {bag.import_errors}")
     dag = bag.get_dag(DAG_ID)
     dag_run = dag.test(run_conf=request)
-    status_path = home / "work" / request["jobId"] / "status.json"
-    work = os.environ["AIRFLOW__OSML__WORK_STORE"]
-    if work.startswith("file://"):
-        status_path = Path(work[len("file://") :]) / request["jobId"] / "status.json"
+    work = Path(os.environ["AIRFLOW__OSML__WORK_STORE"].removeprefix("file://"))
+    status_path = work / request["jobId"] / "status.json"
     record = json.loads(status_path.read_text()) if status_path.exists() else {}
     record.setdefault("status", "FAILED")
     record["dagRunState"] = str(getattr(dag_run, "state", "unknown"))
