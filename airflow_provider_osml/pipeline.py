@@ -1,4 +1,4 @@
-"""Wiring of the ``osml_model_runner`` DAG (one run = one ImageRequest); the logic is in ``operators``.
+"""Wiring of the ``osml_model_runner`` DAG (one run = one ImageRequest); the logic is in ``operators`` (one module per task group).
 
 A DAG file only has to call :func:`osml_model_runner` (see ``dags/osml_model_runner.py``).
 """
@@ -10,7 +10,7 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import Param, dag, get_current_context, task
 
-from airflow_provider_osml.operators import model_runner as steps
+from airflow_provider_osml.operators import delivery, feature_selection, geolocation, inference, planning
 from airflow_provider_osml.request import image_request_schema
 
 # Region tasks are retried by Airflow; they overwrite their own work-store objects, so retries are safe.
@@ -60,29 +60,29 @@ def osml_model_runner():
     def validate_request() -> dict:
         conf = get_current_context()["dag_run"].conf or {}
         # The trigger form sends every param, unset ones as null: treat them as absent.
-        return steps.validate_request({k: v for k, v in conf.items() if v is not None})
+        return planning.validate_request({k: v for k, v in conf.items() if v is not None})
 
     @task
     def plan_regions(validated: dict) -> list[dict]:
-        return steps.plan_regions(validated)
+        return planning.plan_regions(validated)
 
     @task(**REGION_TASK)
     def infer_region(validated: dict, region: dict) -> dict:
         _set_map_index_label(region)
-        return steps.infer_region(validated, region)
+        return inference.infer_region(validated, region)
 
     @task(**REGION_TASK)
     def geolocate_region(validated: dict, region: dict) -> dict:
         _set_map_index_label(region)
-        return steps.geolocate_region(validated, region)
+        return geolocation.geolocate_region(validated, region)
 
     @task(retries=1)
     def select_features(validated: dict, regions) -> list[dict]:
-        return steps.select_features(validated, list(regions[0 : len(regions)]))  # one XCom request
+        return feature_selection.select_features(validated, list(regions[0 : len(regions)]))  # one XCom request
 
     @task(retries=2, retry_delay=timedelta(seconds=10))
     def write_sink(validated: dict, output: dict) -> dict:
-        return steps.write_sink(validated, output)
+        return delivery.write_sink(validated, output)
 
     @task(trigger_rule="all_done")
     def report_status() -> dict:
@@ -90,7 +90,7 @@ def osml_model_runner():
         validated = ti.xcom_pull(task_ids="validate_request")
         outputs = (validated or {}).get("outputs") or []
         delivered = [ti.xcom_pull(task_ids="write_sink", map_indexes=i) for i in range(len(outputs))]
-        return steps.report_status(validated, delivered)
+        return delivery.report_status(validated, delivered)
 
     validated = validate_request()
     regions = plan_regions(validated)
