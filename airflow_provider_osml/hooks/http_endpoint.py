@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import socket
+from collections.abc import Sequence
+from urllib.parse import urlsplit
 
 import requests
 from airflow.sdk import BaseHook
@@ -17,6 +21,53 @@ class ModelInvocationError(RuntimeError):
     """A model endpoint call failed after its retries."""
 
 
+class EndpointNotAllowed(ValueError):
+    """The endpoint URL is refused by the allow-list (checked before any connection is made)."""
+
+
+def check_endpoint_url(
+    url: str, *, allowed_hosts: Sequence[str] = (), allow_link_local: bool = False, resolve: bool = True
+) -> None:
+    """Refuse URLs whose host is not allowed: not in ``allowed_hosts`` (when given), or link-local / cloud
+    metadata (unless ``allow_link_local``), including names that *resolve* to such addresses.
+
+    The request parser already rejects literal metadata hosts; resolving here also catches DNS names
+    pointing at 169.254.169.254 (an SSRF classic).
+    """
+    from airflow_provider_osml.request import _METADATA_HOSTS, _is_metadata_address
+
+    parts = urlsplit(url)
+    host = (parts.hostname or "").rstrip(".").lower()
+    if parts.scheme.lower() not in ("http", "https") or not host:
+        raise EndpointNotAllowed(f"model endpoint {url!r} is not an http(s) URL with a host")
+    if allowed_hosts and host not in {h.lower() for h in allowed_hosts}:
+        raise EndpointNotAllowed(f"model endpoint host {host!r} is not in the allowed hosts ({', '.join(allowed_hosts)})")
+    if allow_link_local:
+        return
+    if host in _METADATA_HOSTS or _is_metadata_address(host):
+        raise EndpointNotAllowed(f"model endpoint host {host!r} is a link-local or cloud metadata address")
+    if not resolve or _is_ip(host):
+        return
+    try:
+        infos = socket.getaddrinfo(host, parts.port or 443, proto=socket.IPPROTO_TCP)
+    except OSError:
+        return  # unresolvable here: the connection attempt reports it
+    for info in infos:
+        address = info[4][0].split("%", 1)[0]
+        if _is_metadata_address(address):
+            raise EndpointNotAllowed(
+                f"model endpoint host {host!r} resolves to {address}, a link-local or cloud metadata address"
+            )
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
 class HttpEndpointHook(BaseHook):
     """POSTs encoded tiles to an HTTP endpoint with pooling, timeouts, TLS verification and retries.
 
@@ -29,6 +80,8 @@ class HttpEndpointHook(BaseHook):
     :param read_timeout: seconds to wait for the answer (the container contract allows 60 s).
     :param retries: retries on connection errors, 429 and 5xx, with exponential backoff and jitter.
     :param verify: TLS verification: True, False, or a CA bundle path.
+    :param allowed_hosts: when given, the only hosts the hook may call.
+    :param allow_link_local: permit link-local / cloud metadata addresses (off: SSRF guard).
     """
 
     hook_name = "OSML HTTP model endpoint"
@@ -43,9 +96,12 @@ class HttpEndpointHook(BaseHook):
         retries: int = 3,
         backoff_factor: float = 0.5,
         verify: bool | str = True,
+        allowed_hosts: Sequence[str] = (),
+        allow_link_local: bool = False,
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
+        check_endpoint_url(endpoint_url, allowed_hosts=allowed_hosts, allow_link_local=allow_link_local)
         self.endpoint_url = endpoint_url
         self.timeout = (connect_timeout, read_timeout)
         self.verify = verify

@@ -4,18 +4,25 @@ from __future__ import annotations
 
 from typing import Any
 
-from airflow_provider_osml.models.base import Model
+from airflow_provider_osml.models.base import Model, ModelResponse
 from airflow_provider_osml.models.blobs import BlobsModel
 from airflow_provider_osml.models.centerpoint import CenterpointModel
 from airflow_provider_osml.models.codec import TileDecodeError, decode_tile, encode_tile
+from airflow_provider_osml.models.failure import FailureModel
+from airflow_provider_osml.models.flood import FloodModel
+from airflow_provider_osml.models.selector import SelectorModel
 from airflow_provider_osml.models.server import ModelServer, parse_custom_attributes
 
 __all__ = [
     "MODELS",
     "BlobsModel",
     "CenterpointModel",
+    "FailureModel",
+    "FloodModel",
     "Model",
+    "ModelResponse",
     "ModelServer",
+    "SelectorModel",
     "TileDecodeError",
     "create_model",
     "decode_tile",
@@ -27,6 +34,11 @@ __all__ = [
 MODELS: dict[str, type] = {
     "centerpoint": CenterpointModel,
     "blobs": BlobsModel,
+    "flood": FloodModel,
+    "failure": FailureModel,
+    "all": lambda default="centerpoint", **_: SelectorModel(
+        {name: factory() for name, factory in MODELS.items() if name != "all"}, default
+    ),
 }
 
 

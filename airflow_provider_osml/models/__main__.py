@@ -33,6 +33,17 @@ def build_parser() -> argparse.ArgumentParser:
     blobs = parser.add_argument_group("blobs")
     blobs.add_argument("--threshold", type=float, help="intensity threshold (default: Otsu)")
     blobs.add_argument("--min-area", type=int)
+    flood = parser.add_argument_group("flood")
+    flood.add_argument("--flood-volume", type=int, help="boxes per tile (default 100)")
+    flood.add_argument("--seed", type=int)
+    failure = parser.add_argument_group("failure")
+    failure.add_argument("--kind", help="error, throttle, timeout, slow, garbage, not_geojson, no_geometry, nan")
+    failure.add_argument("--marker", type=float, help="fail tiles whose top-left pixel has this value")
+    failure.add_argument("--fail-fraction", type=float, help="fail this fraction of distinct tiles")
+    failure.add_argument("--every", type=int, help="fail every N-th call (transient faults)")
+    failure.add_argument("--hang-seconds", type=float)
+    selector = parser.add_argument_group("all (model chosen by the model_selection custom attribute)")
+    selector.add_argument("--default", help="model when the request names none (default centerpoint)")
     return parser
 
 
@@ -43,10 +54,22 @@ def model_options(args: argparse.Namespace) -> dict[str, Any]:
         "bbox_percentage": args.bbox_percentage,
         "threshold": args.threshold,
         "min_area": args.min_area,
+        "flood_volume": args.flood_volume,
+        "seed": args.seed,
+        "kind": args.kind,
+        "marker": args.marker,
+        "fail_fraction": args.fail_fraction,
+        "every": args.every,
+        "hang_seconds": args.hang_seconds,
+        "default": args.default,
     }
-    allowed = {"centerpoint": {"segmentation", "bbox_percentage"}, "blobs": {"threshold", "min_area"}}[
-        args.name
-    ]
+    allowed = {
+        "centerpoint": {"segmentation", "bbox_percentage"},
+        "blobs": {"threshold", "min_area"},
+        "flood": {"flood_volume", "bbox_percentage", "seed"},
+        "failure": {"kind", "marker", "fail_fraction", "every", "hang_seconds"},
+        "all": {"default"},
+    }[args.name]
     options = {key: value for key, value in given.items() if value is not None}
     unknown = sorted(set(options) - allowed)
     if unknown:

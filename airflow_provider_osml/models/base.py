@@ -12,6 +12,14 @@ _TRUE = {"1", "true", "yes", "on", "y", "t"}
 _FALSE = {"0", "false", "no", "off", "n", "f", ""}
 
 
+class ModelResponse(Exception):  # noqa: N818 -- not an error: an answer the model chooses to give
+    """Raised by a model to answer with this exact status and body (used to inject faults)."""
+
+    def __init__(self, status: int, body: bytes, content_type: str = "text/plain; charset=utf-8") -> None:
+        super().__init__(f"HTTP {status}")
+        self.status, self.body, self.content_type = status, body, content_type
+
+
 @runtime_checkable
 class Model(Protocol):
     """A model: takes a decoded tile (bands, h, w) and per-request options, returns a FeatureCollection."""

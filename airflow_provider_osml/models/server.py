@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import logging
+import random
 import socket
 import socketserver
 import threading
@@ -12,7 +13,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from airflow_provider_osml.models.base import Model
+from airflow_provider_osml.models.base import Model, ModelResponse
 from airflow_provider_osml.models.codec import TileDecodeError, decode_tile
 
 __all__ = [
@@ -345,9 +346,21 @@ class ModelServer:
         except TileDecodeError as err:
             log.debug("undecodable payload (%d bytes): %s", len(body), err)
             return 400, PARSE_ERROR, TEXT
+        options = parse_custom_attributes(custom_attributes)
         try:
-            result = self.model(image, parse_custom_attributes(custom_attributes))
+            _mock_latency(options)
+            result = self.model(image, options)
             return 200, json.dumps(result).encode(), JSON
+        except ModelResponse as answer:  # a fault the model injects on purpose
+            return answer.status, answer.body, answer.content_type
         except Exception:
             log.warning("model %s failed on a %s tile", self.model.name, image.shape, exc_info=True)
             return 500, PROCESS_ERROR, TEXT
+
+
+def _mock_latency(options: dict[str, str]) -> None:
+    """``mock_latency_mean`` / ``mock_latency_std`` custom attributes (seconds), as osml's test models take."""
+    mean = float(options.get("mock_latency_mean", 0) or 0)
+    if mean > 0:
+        std = float(options.get("mock_latency_std", 0) or 0)
+        time.sleep(max(0.0, random.gauss(mean, std) if std > 0 else mean))

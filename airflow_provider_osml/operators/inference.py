@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import os
+import random
 import time
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 
 import numpy as np
 
@@ -20,30 +25,80 @@ log = logging.getLogger(__name__)
 
 
 def create_endpoint_client(ctx: TaskContext):
-    """The hook that sends tiles to the request's model endpoint."""
-    request = ctx.request
+    """The hook that sends tiles to the request's model endpoint (checked against the allow-list first)."""
+    request, settings = ctx.request, ctx.settings
     if request.model_invoke_mode == "HTTP_ENDPOINT":
         from airflow_provider_osml.hooks.http_endpoint import HttpEndpointHook
 
         hook = HttpEndpointHook(
             endpoint_url=request.model_name,
-            pool_size=ctx.settings.tile_workers,
-            connect_timeout=ctx.settings.model_connect_timeout,
-            read_timeout=ctx.settings.model_read_timeout,
-            retries=ctx.settings.model_retries,
-            verify=ctx.settings.verify_tls,
+            pool_size=settings.tile_workers,
+            connect_timeout=settings.model_connect_timeout,
+            read_timeout=settings.model_read_timeout,
+            retries=settings.model_retries,
+            verify=settings.tls_verify,
+            allowed_hosts=settings.model_allowed_hosts,
+            allow_link_local=settings.model_allow_link_local,
         )
-        content_type = request.model_parameters.get("ContentType")
-        return lambda payload: hook.invoke(payload, content_type=content_type)
+        return partial(hook.invoke, content_type=request.model_parameters.get("ContentType"))
     from airflow_provider_osml.hooks.sagemaker_runtime import SageMakerRuntimeHook
 
-    hook = SageMakerRuntimeHook(aws_conn_id=ctx.settings.aws_conn_id, assumed_role=request.model_assumed_role)
-    return lambda payload: hook.invoke(payload, endpoint_name=request.model_name,
-                                       parameters=request.model_parameters)
+    hook = SageMakerRuntimeHook(aws_conn_id=settings.aws_conn_id, assumed_role=request.model_assumed_role)
+    return partial(hook.invoke, endpoint_name=request.model_name, parameters=request.model_parameters)
+
+
+def inference_fingerprint(validated: dict, region: dict) -> str:
+    """What a region's stored tile results depend on: the request's image/model/tiling fields and the image.
+
+    A re-run of the same jobId reuses stored tiles only when this matches, so a new request that reuses a
+    jobId with another model, tiling or image never picks up stale detections.
+    """
+    request = dict(validated["request"])
+    for unrelated in ("jobName", "outputs", "postProcessing", "featureProperties"):
+        request.pop(unrelated, None)
+    image_url = (request.get("imageUrls") or [""])[0]
+    identity = None
+    if image_url and "://" not in image_url and os.path.exists(image_url):
+        stat = os.stat(image_url)
+        identity = [stat.st_size, stat.st_mtime_ns]
+    blob = json.dumps([request, validated.get("image"), identity, region["region"]], sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def previous_results(ctx: TaskContext, key: str, fingerprint: str) -> dict[tuple, dict]:
+    """Successful tiles of an earlier attempt at this region (same fingerprint), by window."""
+    name = f"inference/{key}.json"
+    if not ctx.store.exists(name):
+        return {}
+    stored = ctx.store.read_json(name)
+    if stored.get("fingerprint") != fingerprint:
+        log.info("Region %s: stored results are from another request; processing every tile", key)
+        return {}
+    return {tuple(t["window"]): t for t in stored.get("tiles", [])}
+
+
+def call_model(invoke, payload: bytes, attempts: int, delay: float) -> list[dict]:
+    """Invoke and validate, retrying a tile whose call fails or whose answer is malformed.
+
+    The hooks already retry transport errors, 429 and 5xx; this outer loop also covers garbage answers
+    and errors that outlast the hook's retries, with exponential backoff and full jitter.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            return feats.normalize_model_output(invoke(payload))
+        except Exception:
+            if attempt == attempts:
+                raise
+            time.sleep(random.uniform(0, delay * 2 ** (attempt - 1)))
+    raise AssertionError("unreachable")
 
 
 def infer_region(validated: dict, region: dict) -> dict:
-    """Read the region once, cut and encode its tiles, call the model concurrently, keep image pixels."""
+    """Read the region once, cut and encode its tiles, call the model concurrently, keep image pixels.
+
+    Tiles already processed by an earlier attempt of the same request are reused, so clearing the task or
+    re-running the job only calls the model for the tiles that failed.
+    """
     ctx = TaskContext.from_validated(validated)
     request = ctx.request
     plan = TilingPlan.from_dict(ctx.store.read_json(PLAN))
@@ -53,11 +108,18 @@ def infer_region(validated: dict, region: dict) -> dict:
     (prow, pcol), (pwidth, pheight) = plan.processing_bounds
     bounds = (pcol, prow, pcol + pwidth, prow + pheight)
     region_window = TileWindow.from_region(region_bounds)
-    invoke = create_endpoint_client(ctx)
+    fingerprint = inference_fingerprint(validated, region)
+    done_before = previous_results(ctx, region["key"], fingerprint)
+    todo = [tile for tile in tiles if tuple(tile.as_list()) not in done_before]
+    if done_before:
+        log.info("Region %s: reusing %d tile result(s), processing %d", region["key"], len(tiles) - len(todo),
+                 len(todo))
+    invoke = create_endpoint_client(ctx) if todo else None
+    settings = ctx.settings
     started = time.monotonic()
 
     with open_request_image(ctx) as dataset:
-        pixels = imagery.read_window(dataset, *region_window.as_list())
+        pixels = imagery.read_window(dataset, *region_window.as_list()) if todo else None
 
         def process(tile: TileWindow) -> dict:
             x, y = tile.col - region_window.col, tile.row - region_window.row
@@ -70,7 +132,7 @@ def infer_region(validated: dict, region: dict) -> dict:
                 crs=dataset.crs,
             )
             inference_time = feats.utc_timestamp()
-            detections = feats.normalize_model_output(invoke(payload))
+            detections = call_model(invoke, payload, settings.tile_attempts, settings.tile_retry_delay)
             in_image = feats.to_image_pixels(detections, tile.col, tile.row, inference_time)
             kept = [
                 f for f in in_image
@@ -78,23 +140,29 @@ def infer_region(validated: dict, region: dict) -> dict:
             ]
             return {"window": tile.as_list(), "features": kept, "truncatedDropped": len(in_image) - len(kept)}
 
-        results, failed = [], []
-        with ThreadPoolExecutor(max_workers=ctx.settings.tile_workers, thread_name_prefix="tile") as pool:
-            futures = [(tile, pool.submit(process, tile)) for tile in tiles]
+        fresh, failed = {}, []
+        with ThreadPoolExecutor(max_workers=settings.tile_workers, thread_name_prefix="tile") as pool:
+            futures = [(tile, pool.submit(process, tile)) for tile in todo]
             for done, (tile, future) in enumerate(futures, start=1):
                 try:
-                    results.append(future.result())
+                    fresh[tuple(tile.as_list())] = future.result()
                 except Exception as exc:  # a failed tile is recorded by name, never dropped in silence
-                    log.warning("Tile %s failed: %s", tile.key, exc)
+                    log.warning("Tile %s failed after %d attempt(s): %s", tile.key, settings.tile_attempts, exc)
                     failed.append({"window": tile.as_list(), "error": f"{type(exc).__name__}: {exc}"})
-                if done % 50 == 0 or done == len(tiles):
+                if done % 50 == 0 or done == len(todo):
                     rate = done / max(time.monotonic() - started, 1e-9)
-                    log.info("Region %s: %d/%d tiles done (%.1f tiles/s)", region["key"], done, len(tiles), rate)
+                    log.info("Region %s: %d/%d tiles done (%.1f tiles/s)", region["key"], done, len(todo), rate)
 
-    ctx.store.write_json(f"inference/{region['key']}.json", {"tiles": results, "failedTiles": failed})
+    # plan order, whichever attempt produced each tile, so a resumed run stores what a clean run stores
+    results = [done_before.get(w) or fresh[w] for w in (tuple(t.as_list()) for t in tiles)
+               if w in done_before or w in fresh]
+    ctx.store.write_json(
+        f"inference/{region['key']}.json", {"fingerprint": fingerprint, "tiles": results, "failedTiles": failed}
+    )
     return {
         "key": region["key"],
         "tiles": len(tiles),
+        "tilesInvoked": len(todo),
         "failedTiles": len(failed),
         "features": sum(len(r["features"]) for r in results),
         "truncatedDropped": sum(r["truncatedDropped"] for r in results),

@@ -29,6 +29,18 @@ class DeploymentSettings:
     model_read_timeout: float
     model_retries: int
     verify_tls: bool
+    # issue 4: model endpoints
+    endpoint_pool_size: int = 8
+    tile_attempts: int = 3
+    tile_retry_delay: float = 1.0
+    model_ca_bundle: str | None = None
+    model_allowed_hosts: tuple[str, ...] = ()
+    model_allow_link_local: bool = False
+
+    @property
+    def tls_verify(self) -> bool | str:
+        """What ``requests`` takes as ``verify``: a CA bundle path when configured, else the on/off switch."""
+        return self.model_ca_bundle or self.verify_tls
 
 
 def load_settings() -> DeploymentSettings:
@@ -45,4 +57,13 @@ def load_settings() -> DeploymentSettings:
         model_read_timeout=float(_setting("model_read_timeout", "60")),
         model_retries=int(_setting("model_retries", "3")),
         verify_tls=(_setting("verify_tls", "true") or "true").lower() not in ("0", "false", "no"),
+        # issue 4: model endpoints
+        endpoint_pool_size=int(_setting("endpoint_pool_size", "8")),
+        tile_attempts=max(1, int(_setting("tile_attempts", "3"))),
+        tile_retry_delay=float(_setting("tile_retry_delay", "1")),
+        model_ca_bundle=_setting("model_ca_bundle"),
+        model_allowed_hosts=tuple(
+            h.strip().lower() for h in (_setting("model_allowed_hosts", "") or "").split(",") if h.strip()
+        ),
+        model_allow_link_local=(_setting("model_allow_link_local", "false") or "").lower() in ("1", "true", "yes"),
     )

@@ -272,10 +272,10 @@ def test_non_loopback_host_is_refused():
 
 
 def test_registry_and_serve_model(fetch):
-    assert set(MODELS) == {"centerpoint", "blobs"}
+    assert set(MODELS) == {"centerpoint", "blobs", "flood", "failure", "all"}
     for name in MODELS:
         assert isinstance(create_model(name), Model)
-    with pytest.raises(ValueError, match="blobs, centerpoint"):
+    with pytest.raises(ValueError, match="all, blobs, centerpoint, failure, flood"):
         create_model("aircraft")
     server = serve_model("centerpoint", segmentation=True, latency_seconds=0.01)
     try:
