@@ -29,6 +29,15 @@ class DeploymentSettings:
     model_read_timeout: float
     model_retries: int
     verify_tls: bool
+    # issue 7: task placement (read when the DAG is parsed: set them on the dag-processor and scheduler too)
+    inference_queue: str | None = None
+    inference_executor: str | None = None
+    inference_pod_override: str | None = None
+    inference_gpus: str | None = None
+    inference_cpu: str | None = None
+    inference_memory: str | None = None
+    inference_node_selector: str | None = None
+    inference_tolerations: str | None = None
 
 
 def load_settings() -> DeploymentSettings:
@@ -45,4 +54,13 @@ def load_settings() -> DeploymentSettings:
         model_read_timeout=float(_setting("model_read_timeout", "60")),
         model_retries=int(_setting("model_retries", "3")),
         verify_tls=(_setting("verify_tls", "true") or "true").lower() not in ("0", "false", "no"),
+        # issue 7: task placement
+        inference_queue=_setting("inference_queue"),
+        inference_executor=_setting("inference_executor"),
+        inference_pod_override=_setting("inference_pod_override"),
+        inference_gpus=_setting("inference_gpus"),
+        inference_cpu=_setting("inference_cpu"),
+        inference_memory=_setting("inference_memory"),
+        inference_node_selector=_setting("inference_node_selector"),
+        inference_tolerations=_setting("inference_tolerations"),
     )
