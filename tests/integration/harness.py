@@ -304,6 +304,23 @@ class AirflowDeployment:
             os.killpg(worker.process.pid, signal.SIGKILL)
             worker.process.wait(timeout=10)
 
+    def worker_connections(self, index: int, port: int) -> int:
+        """Open TCP connections from worker ``index`` (and its task processes) to ``127.0.0.1:port``."""
+        import psutil
+
+        worker = self.workers[index]
+        if not worker.alive:
+            return 0
+        count = 0
+        root = psutil.Process(worker.process.pid)
+        for proc in [root, *root.children(recursive=True)]:
+            try:
+                count += sum(1 for c in proc.net_connections(kind="tcp")
+                             if c.raddr and c.raddr.port == port and c.status == psutil.CONN_ESTABLISHED)
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                continue
+        return count
+
     def stop(self) -> None:
         for component in reversed(list(self.components.values())):
             if component.alive:
