@@ -70,7 +70,17 @@ def _split(address: str) -> tuple[str, str, int]:
 
 
 def services_available() -> str | None:
-    """None when PostgreSQL and Redis answer on 127.0.0.1, else the reason (for pytest.skip)."""
+    """None when PostgreSQL and Redis answer on 127.0.0.1, else the reason (for pytest.skip).
+
+    With ``OSML_IT_REQUIRED=1`` (CI) a missing service is an error instead of a reason to skip.
+    """
+    reason = _missing_service()
+    if reason and os.environ.get("OSML_IT_REQUIRED") == "1":
+        raise RuntimeError(f"OSML_IT_REQUIRED=1 but {reason}")
+    return reason
+
+
+def _missing_service() -> str | None:
     for name, address in (("PostgreSQL", POSTGRES), ("Redis", REDIS)):
         _, host, port = _split(address if "@" in address else "@" + address)
         try:

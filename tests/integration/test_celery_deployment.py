@@ -15,14 +15,13 @@ import boto3
 import pytest
 
 from tests.conftest import REPO, free_port
-from tests.integration.harness import AirflowDeployment, services_available
+from tests.integration.harness import AirflowDeployment
 from tests.test_cli import assert_each_object_found_once
 
 DAG_ID = "osml_model_runner"
 INFERENCE_QUEUE = "osml-inference"
 LATENCY = 2.0  # seconds per tile in the worker-kill test, so region tasks run for several seconds
 
-pytestmark = pytest.mark.skipif(bool(services_available()), reason=services_available() or "")
 
 
 @pytest.fixture(scope="module")
