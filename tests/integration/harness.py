@@ -376,6 +376,16 @@ class AirflowDeployment:
             raise RuntimeError(f"{method} {path} -> {reply.status_code}: {reply.text[:500]}")
         return reply.json() if reply.content else {}
 
+    def set_pool(self, name: str, slots: int, description: str = "") -> dict:
+        """Create or resize an Airflow pool through the REST API."""
+        body = {"name": name, "slots": slots, "description": description or None, "include_deferred": False}
+        try:
+            return self.api("POST", "pools", json=body)
+        except RuntimeError as exc:
+            if " 409:" not in str(exc):
+                raise
+            return self.api("PATCH", f"pools/{name}", json=body)
+
     def wait_for_dag(self, dag_id: str, timeout: float = 120) -> None:
         """Until the dag-processor has parsed ``dag_id`` (fails early on an import error)."""
         deadline = time.monotonic() + timeout

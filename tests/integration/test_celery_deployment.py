@@ -188,6 +188,13 @@ def wait_for_tiles_in_flight_from(deployment: AirflowDeployment, run_id: str, wo
     raise TimeoutError(f"no model request from worker {worker} within {timeout} s; logs in {deployment.logs}")
 
 
+def test_pools_are_created_and_resized_through_the_rest_api(deployment):
+    deployment.set_pool("osml-harness-test", 3, "made by the harness")
+    deployment.set_pool("osml-harness-test", 5)
+    pool = deployment.api("GET", "pools/osml-harness-test")
+    assert (pool["name"], pool["slots"]) == ("osml-harness-test", 5)
+
+
 def test_stop_kills_everything_drops_the_database_and_frees_the_broker(deployment):
     """Runs last in this module: stop() (idempotent; the fixture calls it again) leaves nothing behind."""
     import psycopg2
