@@ -11,6 +11,7 @@ import pendulum
 from airflow.sdk import Param, dag, get_current_context, task
 
 from airflow_provider_osml.operators import delivery, feature_selection, geolocation, inference, planning
+from airflow_provider_osml.operators.placement import inference_task_kwargs
 from airflow_provider_osml.request import image_request_schema
 
 # Region tasks are retried by Airflow; they overwrite their own work-store objects, so retries are safe.
@@ -66,7 +67,8 @@ def osml_model_runner():
     def plan_regions(validated: dict) -> list[dict]:
         return planning.plan_regions(validated)
 
-    @task(**REGION_TASK)
+    # queue / executor / executor_config (GPU pods) from deployment settings, see operators/placement.py
+    @task(**REGION_TASK, **inference_task_kwargs())
     def infer_region(validated: dict, region: dict) -> dict:
         _set_map_index_label(region)
         return inference.infer_region(validated, region)

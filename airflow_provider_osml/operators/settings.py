@@ -36,6 +36,15 @@ class DeploymentSettings:
     model_ca_bundle: str | None = None
     model_allowed_hosts: tuple[str, ...] = ()
     model_allow_link_local: bool = False
+    # issue 7: task placement (read when the DAG is parsed: set them on the dag-processor and scheduler too)
+    inference_queue: str | None = None
+    inference_executor: str | None = None
+    inference_pod_override: str | None = None
+    inference_gpus: str | None = None
+    inference_cpu: str | None = None
+    inference_memory: str | None = None
+    inference_node_selector: str | None = None
+    inference_tolerations: str | None = None
 
     @property
     def tls_verify(self) -> bool | str:
@@ -66,4 +75,13 @@ def load_settings() -> DeploymentSettings:
             h.strip().lower() for h in (_setting("model_allowed_hosts", "") or "").split(",") if h.strip()
         ),
         model_allow_link_local=(_setting("model_allow_link_local", "false") or "").lower() in ("1", "true", "yes"),
+        # issue 7: task placement
+        inference_queue=_setting("inference_queue"),
+        inference_executor=_setting("inference_executor"),
+        inference_pod_override=_setting("inference_pod_override"),
+        inference_gpus=_setting("inference_gpus"),
+        inference_cpu=_setting("inference_cpu"),
+        inference_memory=_setting("inference_memory"),
+        inference_node_selector=_setting("inference_node_selector"),
+        inference_tolerations=_setting("inference_tolerations"),
     )
