@@ -77,9 +77,17 @@ def model_options(args: argparse.Namespace) -> dict[str, Any]:
     return options
 
 
+def sagemaker_argv(argv: list[str]) -> list[str]:
+    """SageMaker starts a container with the single argument ``serve``: serve ``$MODEL_SELECTION`` (default
+    ``all``, every model) on all interfaces, port ``$SAGEMAKER_BIND_TO_PORT`` (default 8080)."""
+    if argv[:1] != ["serve"]:
+        return argv
+    return [os.environ.get("MODEL_SELECTION", "all"), "--host", "0.0.0.0", "--allow-remote", *argv[1:]]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(sagemaker_argv(list(sys.argv[1:] if argv is None else argv)))
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING)
     try:
         server = serve_model(

@@ -107,3 +107,38 @@ def _is_json(body: bytes) -> bool:
     except ValueError:
         return False
     return True
+
+
+def test_the_model_container_serves_every_model_per_the_sagemaker_contract(fetch):
+    """``docker run image serve`` as SageMaker starts it (host forced back to loopback for the test)."""
+    import os
+    import re
+    import subprocess
+    import sys
+
+    from airflow_provider_osml.models.__main__ import sagemaker_argv
+    from tests.conftest import REPO, free_port
+
+    dockerfile = (REPO / "docker" / "Dockerfile.model").read_text()
+    assert re.search(r'^ENTRYPOINT \["python", "-m", "airflow_provider_osml.models"\]$', dockerfile, re.M)
+    assert re.search(r'^CMD \["serve"\]$', dockerfile, re.M)
+    assert sagemaker_argv(["serve"])[:4] == ["all", "--host", "0.0.0.0", "--allow-remote"]
+    assert sagemaker_argv(["flood", "--port", "1"]) == ["flood", "--port", "1"]
+
+    port = free_port()
+    env = {**os.environ, "SAGEMAKER_BIND_TO_PORT": str(port), "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, "-m", "airflow_provider_osml.models", "serve", "--host", "127.0.0.1"],
+                            stdout=subprocess.PIPE, text=True, env=env, cwd=REPO)
+    try:
+        url = proc.stdout.readline().strip()
+        assert url == f"http://127.0.0.1:{port}/invocations"
+        assert fetch(f"http://127.0.0.1:{port}/ping")[0] == 200
+        payload = encode_tile(tile())
+        for selection, count in (("flood,flood_volume=4", 4), ("centerpoint", 1)):
+            _, _, body = fetch(url, body=payload, headers={CUSTOM_ATTRIBUTES_HEADER: f"model_selection={selection}"})
+            assert len(json.loads(body)["features"]) == count
+        code, _, _ = fetch(url, body=payload, headers={CUSTOM_ATTRIBUTES_HEADER: "model_selection=failure,marker=7"})
+        assert code == 500
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
