@@ -110,6 +110,7 @@ def test_failed_tiles_are_named_and_the_image_is_partial(airflow_db, model_runne
     from airflow_provider_osml.models.server import ModelServer
 
     monkeypatch.setenv("AIRFLOW__OSML__MODEL_RETRIES", "1")
+    monkeypatch.setenv("AIRFLOW__OSML__TILE_RETRY_DELAY", "0.01")
     outputs = [{"type": "File", "path": str(tmp_path / "out")}]
     with ModelServer(FailOnSomeTiles(scene.threshold)) as server:
         dag_run = model_runner_dag.test(run_conf=request_for(scene, server.url, outputs, "partial-job"))

@@ -4,8 +4,8 @@ The endpoint is only known when a run is triggered (``dag_run.conf``), but a tas
 DAG is parsed, and Airflow 3 task code cannot touch the metadata database. So the pool is assigned by a
 cluster policy, ``task_instance_mutation_hook``, which Airflow's scheduler calls with the run whenever it
 creates or refreshes a task instance (mapped ones included: ``TaskMap.expand_mapped_task``). It runs
-scheduler-side, inside the scheduler's transaction: it creates the pool there when missing (a savepoint, no
-commit), then sets ``pool`` and ``pool_slots`` (= the region task's tile threads) on the task instance.
+scheduler-side, where the database is at hand: it creates the pool when missing (see :func:`ensure_pool`), then
+sets ``pool`` and ``pool_slots`` (= the region task's tile threads) on the task instance.
 
 The policy is registered through the ``airflow.policy`` entry point of this distribution; a deployment with
 its own ``airflow_local_settings.py`` can also call :func:`assign_endpoint_pool` from its hook.
@@ -73,9 +73,15 @@ def assign_endpoint_pool(task_instance, dag_run) -> None:
 
 
 def ensure_pool(dag_run, name: str, size: int, endpoint: str) -> int:
-    """Create the pool in the scheduler's session when missing; return its size (an existing pool is kept)."""
+    """Create the pool when missing; return its size (an existing pool is kept as the admin sized it).
+
+    The scheduler's session must not commit (Airflow guards it: "UNEXPECTED COMMIT"), not even a savepoint.
+    So on a server database the pool is inserted on a connection of its own and committed at once (a
+    concurrent scheduler inserting the same pool just loses the race); SQLite, which has a single scheduler
+    and one writer at a time, gets it added to the scheduler's own transaction.
+    """
     from airflow.models.pool import Pool
-    from sqlalchemy import select
+    from sqlalchemy import insert, select
     from sqlalchemy.exc import IntegrityError
     from sqlalchemy.orm import object_session
 
@@ -85,20 +91,20 @@ def ensure_pool(dag_run, name: str, size: int, endpoint: str) -> int:
     slots = session.scalar(select(Pool.slots).where(Pool.pool == name))
     if slots is not None:
         return int(slots)
-    try:
-        with session.begin_nested():  # another scheduler may create it at the same moment
-            session.add(
-                Pool(
-                    pool=name,
-                    slots=size,
-                    description=f"Model endpoint {endpoint} (created by airflow-provider-osml)",
-                    include_deferred=False,
-                )
-            )
-        log.info("Created pool %s with %d slots for endpoint %s", name, size, endpoint)
-    except IntegrityError:
-        slots = session.scalar(select(Pool.slots).where(Pool.pool == name))
-        return int(slots if slots is not None else size)
+    row = {"pool": name, "slots": size, "include_deferred": False,
+           "description": f"Model endpoint {endpoint} (created by airflow-provider-osml)"}
+    bind = session.get_bind()
+    if bind.dialect.name == "sqlite":
+        session.add(Pool(**row))
+        session.flush()
+    else:
+        try:
+            with bind.engine.begin() as connection:
+                connection.execute(insert(Pool.__table__).values(**row))
+        except IntegrityError:  # created meanwhile by another scheduler
+            slots = session.scalar(select(Pool.slots).where(Pool.pool == name))
+            return int(slots if slots is not None else size)
+    log.info("Created pool %s with %d slots for endpoint %s", name, size, endpoint)
     return size
 
 

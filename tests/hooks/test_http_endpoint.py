@@ -205,3 +205,23 @@ def test_infer_region_refuses_a_disallowed_endpoint_from_settings(monkeypatch, t
     Ctx.request = request
     with pytest.raises(EndpointNotAllowed, match="models.internal"):
         create_endpoint_client(Ctx)
+
+
+@pytest.mark.parametrize(
+    ("kind", "reason"),
+    [
+        ("garbage", "model answer is not JSON"),
+        ("not_geojson", "not a GeoJSON FeatureCollection"),
+        ("no_geometry", "has no image geometry"),
+        ("nan", "NaN or infinite coordinates"),
+        ("error", "HTTP 500"),
+    ],
+)
+def test_malformed_answers_fail_the_tile_after_its_attempts_with_the_reason(kind, reason):
+    from airflow_provider_osml.operators.inference import call_model
+
+    with ModelServer(FailureModel(kind=kind, every=1)) as server:
+        hook = hook_for(server.url, retries=0)
+        with pytest.raises(Exception, match=reason):
+            call_model(hook.invoke, PAYLOAD, attempts=2, delay=0.0)
+    assert server.invocations == 2  # the tile was tried again before it was given up
