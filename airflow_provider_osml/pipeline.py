@@ -67,7 +67,8 @@ def osml_model_runner():
     def plan_regions(validated: dict) -> list[dict]:
         return planning.plan_regions(validated)
 
-    # queue / executor / executor_config (GPU pods) from deployment settings, see operators/placement.py
+    # queue / executor / executor_config (GPU pods) from deployment settings, see operators/placement.py;
+    # pool and pool_slots (one pool per model endpoint) are set per run by the cluster policy in operators/pools.py
     @task(**REGION_TASK, **inference_task_kwargs())
     def infer_region(validated: dict, region: dict) -> dict:
         _set_map_index_label(region)
