@@ -5,12 +5,15 @@ A DAG file only has to call :func:`osml_model_runner` (see ``dags/osml_model_run
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 import pendulum
 from airflow.sdk import Param, dag, get_current_context, task
 
+from airflow_provider_osml import metrics
 from airflow_provider_osml.operators import delivery, feature_selection, geolocation, inference, planning
+from airflow_provider_osml.operators.context import TaskContext
 from airflow_provider_osml.request import image_request_schema
 
 # Region tasks are retried by Airflow; they overwrite their own work-store objects, so retries are safe.
@@ -39,6 +42,14 @@ def request_params() -> dict[str, Param]:
     return params
 
 
+def _pull_all(ti, task_id: str) -> list:
+    """Every mapped instance's return value of ``task_id`` (empty when it never ran)."""
+    values = ti.xcom_pull(task_ids=task_id, map_indexes=None)
+    if values is None:
+        return []
+    return [v for v in (values if isinstance(values, list) else [values]) if v is not None]
+
+
 def _set_map_index_label(region: dict) -> None:
     get_current_context()["region_key"] = region["key"]
 
@@ -58,18 +69,30 @@ def osml_model_runner():
 
     @task
     def validate_request() -> dict:
-        conf = get_current_context()["dag_run"].conf or {}
-        # The trigger form sends every param, unset ones as null: treat them as absent.
-        return planning.validate_request({k: v for k, v in conf.items() if v is not None})
+        context = get_current_context()
+        conf = context["dag_run"].conf or {}
+        try:
+            # The trigger form sends every param, unset ones as null: treat them as absent.
+            return planning.validate_request({k: v for k, v in conf.items() if v is not None})
+        except Exception as exc:  # report_status names the reason in the FAILED status
+            context["ti"].xcom_push(key="rejection", value=str(exc)[:2000])
+            raise
 
     @task
     def plan_regions(validated: dict) -> list[dict]:
-        return planning.plan_regions(validated)
+        started = time.monotonic()
+        regions = planning.plan_regions(validated)
+        delivery.record_stage(TaskContext.from_validated(validated).store, "planRegionsSeconds",
+                              time.monotonic() - started)
+        return regions
 
     @task(**REGION_TASK)
     def infer_region(validated: dict, region: dict) -> dict:
         _set_map_index_label(region)
-        return inference.infer_region(validated, region)
+        with metrics.operation(metrics.REGION_PROCESSING, metrics.dimensions(validated)):
+            result = inference.infer_region(validated, region)
+        metrics.region_processed(validated, result)
+        return result
 
     @task(**REGION_TASK)
     def geolocate_region(validated: dict, region: dict) -> dict:
@@ -78,19 +101,31 @@ def osml_model_runner():
 
     @task(retries=1)
     def select_features(validated: dict, regions) -> list[dict]:
-        return feature_selection.select_features(validated, list(regions[0 : len(regions)]))  # one XCom request
+        started = time.monotonic()
+        with metrics.operation(metrics.FEATURE_SELECTION):
+            outputs = feature_selection.select_features(validated, list(regions[0 : len(regions)]))  # one XCom request
+        delivery.record_stage(TaskContext.from_validated(validated).store, "selectFeaturesSeconds",
+                              time.monotonic() - started)
+        return outputs
 
     @task(retries=2, retry_delay=timedelta(seconds=10))
     def write_sink(validated: dict, output: dict) -> dict:
-        return delivery.write_sink(validated, output)
+        return delivery.write_sink(validated, output, get_current_context()["ti"].map_index)
 
     @task(trigger_rule="all_done")
     def report_status() -> dict:
-        ti = get_current_context()["ti"]
+        context = get_current_context()
+        ti = context["ti"]
         validated = ti.xcom_pull(task_ids="validate_request")
         outputs = (validated or {}).get("outputs") or []
         delivered = [ti.xcom_pull(task_ids="write_sink", map_indexes=i) for i in range(len(outputs))]
-        return delivery.report_status(validated, delivered)
+        return delivery.report_status(
+            validated,
+            delivered,
+            conf=context["dag_run"].conf or {},
+            regions=_pull_all(ti, "infer_region"),
+            rejection=None if validated else ti.xcom_pull(task_ids="validate_request", key="rejection"),
+        )
 
     validated = validate_request()
     regions = plan_regions(validated)

@@ -29,6 +29,8 @@ class DeploymentSettings:
     model_read_timeout: float
     model_retries: int
     verify_tls: bool
+    # issue 6: status notifications
+    status_topic_arn: str | None = None
 
 
 def load_settings() -> DeploymentSettings:
@@ -45,4 +47,6 @@ def load_settings() -> DeploymentSettings:
         model_read_timeout=float(_setting("model_read_timeout", "60")),
         model_retries=int(_setting("model_retries", "3")),
         verify_tls=(_setting("verify_tls", "true") or "true").lower() not in ("0", "false", "no"),
+        # issue 6: status notifications
+        status_topic_arn=_setting("status_topic_arn"),
     )
