@@ -44,7 +44,7 @@ def request_params() -> dict[str, Param]:
 
 def _pull_all(ti, task_id: str) -> list:
     """Every mapped instance's return value of ``task_id`` (empty when it never ran)."""
-    values = ti.xcom_pull(task_ids=task_id, map_indexes=None)
+    values = ti.xcom_pull(task_ids=task_id)  # map_indexes not given: every mapped instance
     if values is None:
         return []
     return [v for v in (values if isinstance(values, list) else [values]) if v is not None]
