@@ -5,6 +5,7 @@ A DAG file only has to call :func:`osml_model_runner` (see ``dags/osml_model_run
 
 from __future__ import annotations
 
+import logging
 import time
 from datetime import timedelta
 
@@ -15,6 +16,8 @@ from airflow_provider_osml import metrics
 from airflow_provider_osml.operators import delivery, feature_selection, geolocation, inference, planning
 from airflow_provider_osml.operators.context import TaskContext
 from airflow_provider_osml.request import image_request_schema
+
+log = logging.getLogger(__name__)
 
 # Region tasks are retried by Airflow; they overwrite their own work-store objects, so retries are safe.
 REGION_TASK = {
@@ -48,6 +51,16 @@ def _pull_all(ti, task_id: str) -> list:
     if values is None:
         return []
     return [v for v in (values if isinstance(values, list) else [values]) if v is not None]
+
+
+def _failed_tasks(ti) -> list[str]:
+    """This run's failed task instances (``write_sink_0`` for a mapped one), for the status; best effort."""
+    try:
+        states = ti.get_task_states(dag_id=ti.dag_id, run_ids=[ti.run_id]).get(ti.run_id, {})
+    except Exception as exc:  # the status must still be reported
+        log.warning("Could not read task states: %s", exc)
+        return []
+    return sorted(task for task, state in states.items() if str(state) == "failed")
 
 
 def _set_map_index_label(region: dict) -> None:
@@ -124,6 +137,7 @@ def osml_model_runner():
             delivered,
             conf=context["dag_run"].conf or {},
             regions=_pull_all(ti, "infer_region"),
+            failed_tasks=_failed_tasks(ti),
             rejection=None if validated else ti.xcom_pull(task_ids="validate_request", key="rejection"),
         )
 

@@ -182,6 +182,7 @@ def test_broken_sink_and_failed_tiles_give_partial_naming_the_sink(
     assert failed["index"] == 0 and failed["sink"] == "Kinesis no-such-stream"
     assert "ResourceNotFoundException" in failed["error"]
     assert [s["type"] for s in record["sinks"]] == ["File"]
+    assert record["failedTasks"] == ["write_sink_0"]
 
     messages = status_queue()
     assert [m["attributes"]["status"] for m in messages] == ["STARTED", "IN_PROGRESS", "PARTIAL"]

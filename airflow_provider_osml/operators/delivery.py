@@ -88,9 +88,10 @@ def image_status(selection: dict | None, outputs: list[dict], delivered: list[di
     return "SUCCESS", failed_sinks
 
 
-def _failure_reason(selection: dict | None, failed_sinks: list[dict]) -> str | None:
+def _failure_reason(selection: dict | None, failed_sinks: list[dict], failed_tasks: list[str]) -> str | None:
     if selection is None:
-        return "no features were selected: an upstream task failed (see the failed task's log)"
+        failed = ", ".join(failed_tasks) or "an upstream task"
+        return f"no features were selected: {failed} failed (see the task log)"
     parts = []
     if selection.get("failedTiles"):
         parts.append(f"{selection['failedTiles']} of {selection.get('tiles', '?')} tile(s) failed")
@@ -112,7 +113,7 @@ def _durations(validated: dict, stages: dict, regions: list[dict] | None, delive
 
 def report_status(
     validated: dict | None, delivered: list[dict | None], *, conf: dict | None = None,
-    regions: list[dict] | None = None, rejection: str | None = None,
+    regions: list[dict] | None = None, rejection: str | None = None, failed_tasks: list[str] | None = None,
 ) -> dict:
     """Write the image's status record, publish the terminal status; fail the run when the image FAILED."""
     if validated is None:
@@ -129,7 +130,7 @@ def report_status(
             failed["error"] = "not run: an upstream task failed"
     durations = _durations(validated, ctx.store.read_json(STAGES) if ctx.store.exists(STAGES) else {},
                            regions, delivered)
-    reason = _failure_reason(selection, failed_sinks) if state != "SUCCESS" else None
+    reason = _failure_reason(selection, failed_sinks, failed_tasks or []) if state != "SUCCESS" else None
     record = {
         "jobId": ctx.request.job_id,
         "imageId": ctx.request.image_id,
@@ -138,6 +139,7 @@ def report_status(
         "counts": selection or {},
         "sinks": [d for d in delivered if d],
         "failedSinks": failed_sinks,
+        "failedTasks": failed_tasks or [],
         "failedTiles": ctx.store.read_json(FAILED_TILES) if ctx.store.exists(FAILED_TILES) else [],
         "durations": durations,
         "durationSeconds": durations["totalSeconds"],

@@ -70,3 +70,15 @@ def test_metrics_use_osml_operation_names_and_never_raise(monkeypatch):
 
     monkeypatch.setattr(metrics, "_stats", lambda: 1 / 0)
     metrics.emit(metrics.IMAGE_PROCESSING, invocations=1)  # a broken backend is logged, not raised
+
+
+def test_failure_reason_names_failed_tasks_tiles_and_sinks():
+    from airflow_provider_osml.operators.delivery import _failure_reason
+
+    assert _failure_reason(None, [], ["select_features"]) == (
+        "no features were selected: select_features failed (see the task log)"
+    )
+    sinks = [{"index": 1, "type": "S3", "sink": "S3 s3://b/p"}]
+    assert _failure_reason({**SELECTION, "failedTiles": 2}, sinks, ["write_sink_1"]) == (
+        "2 of 4 tile(s) failed; sink(s) failed: outputs[1] S3 s3://b/p"
+    )
