@@ -142,3 +142,27 @@ def test_feature_stream_matches_json_load_across_chunk_boundaries(tmp_path, monk
     (tmp_path / "cut.geojson").write_text('{"type": "FeatureCollection", "features": [{"a": 1}, {"b"')
     with pytest.raises(ValueError):
         list(feature_stream.iter_features(str(tmp_path / "cut.geojson")))
+
+
+def test_sinks_assume_their_roles_through_sts(moto_server, stream, kinesis, tmp_path, monkeypatch):
+    # the connection sends STS to moto too, so AssumeRole really runs and returns temporary (ASIA...) keys
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_AWS_DEFAULT",
+        json.dumps({"conn_type": "aws", "login": "testing", "password": "testing",
+                    "extra": {"endpoint_url": moto_server, "region_name": "us-east-1",
+                              "service_config": {"sts": {"endpoint_url": moto_server}}}}),
+    )
+    features = write_collection(tmp_path / "features.geojson", 3)
+    role = "arn:aws:iam::123456789012:role/osml-writer"
+    sink = create_sink({"type": "Kinesis", "stream": stream, "assumedRole": role})
+    sink.write("job", str(tmp_path / "features.geojson"))
+    assert sink.client._request_signer._credentials.access_key.startswith("ASIA")
+    assert [f for r in read_stream(kinesis, stream) for f in r["data"]["features"]] == features
+
+    s3 = boto3.client("s3", endpoint_url=moto_server, region_name="us-east-1")
+    bucket = f"role-results-{uuid.uuid4().hex[:8]}"
+    s3.create_bucket(Bucket=bucket)
+    s3_sink = create_sink({"type": "S3", "bucket": bucket, "prefix": "", "role": role})
+    s3_sink.write("job", str(tmp_path / "features.geojson"))
+    assert s3_sink.hook.get_credentials().access_key.startswith("ASIA")
+    assert json.loads(s3.get_object(Bucket=bucket, Key="job.geojson")["Body"].read())["features"] == features
