@@ -6,7 +6,6 @@ A DAG file only has to call :func:`osml_model_runner` (see ``dags/osml_model_run
 from __future__ import annotations
 
 import logging
-import time
 from datetime import timedelta
 
 import pendulum
@@ -14,7 +13,6 @@ from airflow.sdk import Param, dag, get_current_context, task
 
 from airflow_provider_osml import metrics
 from airflow_provider_osml.operators import delivery, feature_selection, geolocation, inference, planning
-from airflow_provider_osml.operators.context import TaskContext
 from airflow_provider_osml.request import image_request_schema
 
 log = logging.getLogger(__name__)
@@ -93,11 +91,8 @@ def osml_model_runner():
 
     @task
     def plan_regions(validated: dict) -> list[dict]:
-        started = time.monotonic()
-        regions = planning.plan_regions(validated)
-        delivery.record_stage(TaskContext.from_validated(validated).store, "planRegionsSeconds",
-                              time.monotonic() - started)
-        return regions
+        with delivery.timed_stage(validated, "planRegionsSeconds"):
+            return planning.plan_regions(validated)
 
     @task(**REGION_TASK)
     def infer_region(validated: dict, region: dict) -> dict:
@@ -114,12 +109,8 @@ def osml_model_runner():
 
     @task(retries=1)
     def select_features(validated: dict, regions) -> list[dict]:
-        started = time.monotonic()
-        with metrics.operation(metrics.FEATURE_SELECTION):
-            outputs = feature_selection.select_features(validated, list(regions[0 : len(regions)]))  # one XCom request
-        delivery.record_stage(TaskContext.from_validated(validated).store, "selectFeaturesSeconds",
-                              time.monotonic() - started)
-        return outputs
+        with delivery.timed_stage(validated, "selectFeaturesSeconds"), metrics.operation(metrics.FEATURE_SELECTION):
+            return feature_selection.select_features(validated, list(regions[0 : len(regions)]))  # one XCom request
 
     @task(retries=2, retry_delay=timedelta(seconds=10))
     def write_sink(validated: dict, output: dict) -> dict:

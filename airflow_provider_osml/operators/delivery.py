@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 
@@ -28,6 +29,14 @@ def record_stage(store: WorkStore, stage: str, seconds: float) -> None:
     stages = store.read_json(STAGES) if store.exists(STAGES) else {}
     stages[stage] = round(seconds, 3)
     store.write_json(STAGES, stages)
+
+
+@contextlib.contextmanager
+def timed_stage(validated: dict, stage: str):
+    """Record how long the block took as ``stage`` (only when it succeeds: a retry records its own time)."""
+    started = time.monotonic()
+    yield
+    record_stage(TaskContext.from_validated(validated).store, stage, time.monotonic() - started)
 
 
 # --- write_sink ------------------------------------------------------------------------------------
