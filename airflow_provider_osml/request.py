@@ -68,8 +68,11 @@ _ALLOWED_ROOTS_ENVS = ("AIRFLOW__OSML__ALLOWED_ROOTS", ALLOWED_ROOTS_ENV)
 _OUTPUT_KEYS = {
     "S3": ("type", "bucket", "prefix", "role"),
     "Kinesis": ("type", "stream", "batchSize", "assumedRole"),
-    "File": ("type", "path"),
+    "File": ("type", "path", "format"),
 }
+# File output formats (sinks/file.py writes them); GDAL-only vector formats are refused by name
+FILE_OUTPUT_FORMATS = ("GeoJSON", "GeoJSONSeq")
+_UNSUPPORTED_FILE_FORMATS = ("GeoParquet", "FlatGeobuf")
 _IMAGE_PROCESSOR_KEYS = ("name", "type", "assumedRole")
 _POST_PROCESSING_KEYS = ("step", "algorithm")
 # camelCase request key -> attribute; snake_case keys are accepted as-is, like upstream
@@ -751,7 +754,17 @@ def _file_output(output: Mapping[str, Any], field: str, roots: tuple[str, ...]) 
         raise InvalidImageRequest(
             path_field, f"must be an absolute local directory or file:/// URL, got {path!r}"
         )
-    return {"type": "File", "path": _local_path(path, path_field, roots)}
+    out: dict[str, Any] = {"type": "File", "path": _local_path(path, path_field, roots)}
+    fmt = output.get("format")
+    if fmt is not None and fmt != "GeoJSON":
+        if fmt in _UNSUPPORTED_FILE_FORMATS:
+            raise InvalidImageRequest(
+                f"{field}.format",
+                f"{fmt} is not available in this version (it needs a GDAL vector stack); "
+                f"use one of {', '.join(FILE_OUTPUT_FORMATS)}",
+            )
+        out["format"] = _enum(fmt, f"{field}.format", FILE_OUTPUT_FORMATS)
+    return out
 
 
 _OUTPUT_PARSERS: dict[str, Callable[[Mapping[str, Any], str, tuple[str, ...]], dict[str, Any]]] = {
@@ -933,6 +946,14 @@ def _output_schemas() -> list[dict[str, Any]]:
                 "minLength": 1,
                 "description": f"absolute directory under {ALLOWED_ROOTS_ENV}; writes <path>/<jobId>.geojson",
             },
+            "format": _nullable(
+                {
+                    "type": "string",
+                    "enum": list(FILE_OUTPUT_FORMATS),
+                    "description": "GeoJSON (a FeatureCollection, default) or GeoJSONSeq (<jobId>.geojsonl, "
+                    "one feature per line)",
+                }
+            ),
         },
     }
     return [s3, kinesis, file]

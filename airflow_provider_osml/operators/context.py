@@ -15,6 +15,7 @@ STATUS_RECORD = "status.json"
 PLAN = "plan.json"
 SELECTION = "selection.json"
 FAILED_TILES = "failed_tiles.json"
+STAGES = "stages.json"  # issue 6: seconds per task, for the status record
 
 
 @dataclass

@@ -5,10 +5,11 @@ from __future__ import annotations
 import logging
 import time
 
-from airflow_provider_osml import imagery
+from airflow_provider_osml import imagery, status
 from airflow_provider_osml.operators.context import (
     PLAN,
     SELECTION,
+    STAGES,
     STATUS_RECORD,
     TaskContext,
     open_request_image,
@@ -32,16 +33,19 @@ def validate_request(conf: dict) -> dict:
     ctx = TaskContext(settings, request, WorkStore(settings.work_store, request.job_id))
     with open_request_image(ctx) as dataset:
         info = imagery.image_info(dataset)
-    for stale in (SELECTION, STATUS_RECORD):  # a re-run of the same jobId must not report the last run's
+    for stale in (SELECTION, STATUS_RECORD, STAGES):  # a re-run of the same jobId must not report the last run's
         ctx.store.remove(stale)
     log.info("Job %s: image %s is %dx%d, %d band(s) %s", request.job_id, request.image_url, info.width,
              info.height, info.band_count, info.dtype)
+    started = time.time()
+    status.publish_status(settings.status_topic_arn, settings.aws_conn_id, status.STARTED,
+                          job_id=request.job_id, image_id=request.image_id)
     return {
         "request": request.to_dict(),
         "image": info.to_dict(),
         "workStore": settings.work_store,
         "outputs": list(request.outputs),
-        "startedAt": time.time(),
+        "startedAt": started,
     }
 
 
@@ -89,6 +93,9 @@ def plan_regions(validated: dict) -> list[dict]:
     )
     ctx.store.write_json(PLAN, plan.to_dict())
     log.info("Job %s: %d region(s), %d tile(s)", request.job_id, len(plan.regions), plan.tile_count())
+    status.publish_status(ctx.settings.status_topic_arn, ctx.settings.aws_conn_id, status.IN_PROGRESS,
+                          job_id=request.job_id, image_id=request.image_id,
+                          processing_duration=time.time() - validated["startedAt"])
     return [
         {"index": i, "region": [list(r[0]), list(r[1])], "key": region_key(r), "tileCount": len(plan.tiles(r))}
         for i, r in enumerate(plan.regions)

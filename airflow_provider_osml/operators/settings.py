@@ -45,6 +45,8 @@ class DeploymentSettings:
     inference_memory: str | None = None
     inference_node_selector: str | None = None
     inference_tolerations: str | None = None
+    # issue 6: status notifications
+    status_topic_arn: str | None = None
 
     @property
     def tls_verify(self) -> bool | str:
@@ -84,4 +86,6 @@ def load_settings() -> DeploymentSettings:
         inference_memory=_setting("inference_memory"),
         inference_node_selector=_setting("inference_node_selector"),
         inference_tolerations=_setting("inference_tolerations"),
+        # issue 6: status notifications
+        status_topic_arn=_setting("status_topic_arn"),
     )
