@@ -74,8 +74,11 @@ def open_image(url: str, *, s3: S3Access | None = None) -> Iterator[rasterio.Dat
     session = None
     if url.startswith("s3://"):
         session = _aws_session(s3 or S3Access())
-        if s3 and s3.endpoint_url and s3.endpoint_url.startswith("http://"):
-            env_options["AWS_HTTPS"] = "NO"
+        if s3 and s3.endpoint_url:
+            # local S3 servers (moto, MinIO) answer path-style only: bucket.127.0.0.1 does not resolve
+            env_options["AWS_VIRTUAL_HOSTING"] = "FALSE"
+            if s3.endpoint_url.startswith("http://"):
+                env_options["AWS_HTTPS"] = "NO"
     try:
         with rasterio.Env(session=session, **env_options), rasterio.open(url) as dataset:
             yield dataset
