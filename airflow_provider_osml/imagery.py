@@ -69,9 +69,13 @@ class S3Access:
 
 @contextlib.contextmanager
 def open_image(url: str, *, s3: S3Access | None = None) -> Iterator[rasterio.DatasetReader]:
-    """Open an already validated image URL (absolute local path or ``s3://``) for reading."""
+    """Open an already validated image URL (absolute local path, ``s3://`` or allow-listed http(s)) for reading."""
     env_options = {"GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR"}
     session = None
+    if url.startswith(("http://", "https://")):
+        _check_web_host(url)
+        # TLS stays verified (GDAL's default); no directory listings, one HEAD then ranged GETs
+        env_options.update(GDAL_HTTP_MAX_RETRY="3", GDAL_HTTP_RETRY_DELAY="1")
     if url.startswith("s3://"):
         session = _aws_session(s3 or S3Access())
         if s3 and s3.endpoint_url:
@@ -84,6 +88,16 @@ def open_image(url: str, *, s3: S3Access | None = None) -> Iterator[rasterio.Dat
             yield dataset
     except rasterio.errors.RasterioIOError as exc:
         raise InvalidImage(f"imageUrls[0]: cannot open {url!r}: {exc}") from exc
+
+
+def _check_web_host(url: str) -> None:
+    from urllib.parse import urlsplit
+
+    from airflow_provider_osml.request import resolves_to_metadata_address
+
+    host = urlsplit(url).hostname or ""
+    if resolves_to_metadata_address(host):
+        raise InvalidImage(f"imageUrls[0]: host {host!r} resolves to a link-local or metadata address")
 
 
 def _aws_session(s3: S3Access):
