@@ -203,18 +203,37 @@ def _encode_nitf(pixels: np.ndarray, compression: str, transform, crs) -> bytes:
         ic = "NC"  # OpenJPEG cannot encode floats: the toolkit falls back the same way
     if ic == "C3" and pixels.dtype != np.uint8:
         ic = "NC"
-    geographic = crs is not None and transform is not None and CRS.from_user_input(crs).is_geographic
     options = {"IC": ic}
-    if geographic:
-        options["ICORDS"] = "G"  # the tile carries IGEOLO for its own footprint
+    if transform is not None and crs is not None:
+        # the tile carries IGEOLO for its own footprint, whatever the source CRS (GDAL writes none for most)
+        options.update(ICORDS="G", IGEOLO=nitf_igeolo(transform, crs, pixels.shape[2], pixels.shape[1]))
     # Compressed NITF needs CreateCopy, so stage the tile as an uncompressed GeoTIFF in memory first.
     with MemoryFile() as staged:
-        profile = _profile(pixels, "GTiff", transform if geographic else None, crs if geographic else None)
-        with staged.open(**profile) as dataset:
+        with staged.open(**_profile(pixels, "GTiff", None, None)) as dataset:
             dataset.write(pixels)
         with staged.open() as source, MemoryFile() as encoded:
             rasterio.shutil.copy(source, encoded.name, driver="NITF", **options)
             return encoded.read()
+
+
+def nitf_igeolo(transform, crs, width: int, height: int) -> str:
+    """IGEOLO (ICORDS=G) of a tile: its corner pixels' centres in WGS84, UL, UR, LR, LL, as ddmmssXdddmmssY.
+
+    Pixel centres, because that is how GDAL (and so our own reader) turns IGEOLO back into a transform.
+    """
+    from rasterio.warp import transform as reproject_points
+
+    corners = [(0.5, 0.5), (width - 0.5, 0.5), (width - 0.5, height - 0.5), (0.5, height - 0.5)]
+    xs, ys = zip(*(transform @ corner for corner in corners), strict=True)
+    lons, lats = reproject_points(CRS.from_user_input(crs), "EPSG:4326", list(xs), list(ys))
+    return "".join(_dms(lat, "NS", 2) + _dms(lon, "EW", 3) for lon, lat in zip(lons, lats, strict=True))
+
+
+def _dms(value: float, hemispheres: str, degree_digits: int) -> str:
+    seconds = round(abs(value) * 3600)  # whole arc-seconds, carried into minutes and degrees
+    degrees, rest = divmod(seconds, 3600)
+    minutes, seconds = divmod(rest, 60)
+    return f"{degrees:0{degree_digits}d}{minutes:02d}{seconds:02d}{hemispheres[value < 0]}"
 
 
 def build_sensor_model(dataset: rasterio.DatasetReader):

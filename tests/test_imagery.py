@@ -42,12 +42,54 @@ def test_every_format_and_compression_decodes_to_the_tile(tile, fmt, compression
         assert tags["NITF_IC"] == {"NONE": "NC", "JPEG": "C3", "J2K": "C8", "LZW": "C8"}[compression]
 
 
-def test_gtiff_compression_is_honoured(tile):
-    # osml-model-runner ignored GTIFF compression (spec 11 Q9)
-    with MemoryFile(imagery.encode_tile(tile, "GTIFF", "LZW")) as memfile, memfile.open() as dataset:
-        assert dataset.compression.name == "lzw"
-    with MemoryFile(imagery.encode_tile(tile, "GTIFF", "NONE")) as memfile, memfile.open() as dataset:
-        assert dataset.compression is None
+@pytest.mark.parametrize(
+    ("compression", "expected"), [("NONE", None), ("LZW", "lzw"), ("JPEG", "jpeg"), ("J2K", "deflate")]
+)
+def test_gtiff_compression_is_honoured(tile, compression, expected):
+    # osml-model-runner ignored GTIFF compression (spec 11 Q9); GeoTIFF has no J2K codec, DEFLATE stands in
+    with MemoryFile(imagery.encode_tile(tile, "GTIFF", compression)) as memfile, memfile.open() as dataset:
+        assert (dataset.compression.name if dataset.compression else None) == expected
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
+@pytest.mark.parametrize("compression", imagery.TILE_COMPRESSIONS)
+def test_jpeg_and_png_tiles_decode_with_pillow(tile, fmt, compression):
+    image = Image.open(io.BytesIO(imagery.encode_tile(tile, fmt, compression)))
+    assert image.format == fmt and image.size == (96, 64) and image.mode == "RGB"
+    decoded = np.moveaxis(np.asarray(image), -1, 0).astype(int)
+    assert np.abs(decoded - tile).mean() < (8 if fmt == "JPEG" else 1e-9)
+
+
+@pytest.mark.parametrize(
+    ("crs", "transform"),
+    [
+        pytest.param("EPSG:32633", from_origin(500_000.0, 5_300_000.0, 0.5, 0.5), id="utm"),
+        pytest.param("EPSG:3857", from_origin(1_669_792.0, 6_106_854.0, 0.6, 0.6), id="web-mercator"),
+        pytest.param("EPSG:4326", from_origin(-77.05, 38.9, 5e-6, 5e-6), id="geographic"),
+    ],
+)
+@pytest.mark.parametrize("compression", imagery.TILE_COMPRESSIONS)
+def test_nitf_tiles_carry_their_own_footprint(tile, crs, transform, compression):
+    from rasterio.warp import transform as reproject_points
+    from rasterio.windows import Window
+    from rasterio.windows import transform as window_transform
+
+    tile_transform = window_transform(Window(3000, 2000, 96, 64), transform)  # a tile deep inside a scene
+    data = imagery.encode_tile(tile, "NITF", compression, transform=tile_transform, crs=crs)
+    with MemoryFile(data) as memfile, memfile.open() as dataset:
+        assert dataset.tags()["NITF_ICORDS"] == "G"
+        decoded = dataset.transform
+        assert dataset.crs.is_geographic
+    for x, y in [(0.5, 0.5), (95.5, 0.5), (95.5, 63.5), (0.5, 63.5), (48, 32)]:
+        lon, lat = decoded @ (x, y)
+        (want_lon,), (want_lat,) = reproject_points(crs, "EPSG:4326", *([v] for v in tile_transform @ (x, y)))
+        # IGEOLO has whole arc-seconds: within half a second (1.4e-4 deg) plus projection curvature
+        assert abs(lon - want_lon) < 2e-4 and abs(lat - want_lat) < 2e-4
+
+
+def test_igeolo_rounds_seconds_with_carry():
+    assert imagery._dms(33.99999, "NS", 2) == "340000N"
+    assert imagery._dms(-85.5, "EW", 3) == "0853000W"
 
 
 def test_png_from_pillow_is_lossless_and_single_band_works(tile):
