@@ -70,7 +70,8 @@ class S3Access:
 @contextlib.contextmanager
 def open_image(url: str, *, s3: S3Access | None = None) -> Iterator[rasterio.DatasetReader]:
     """Open an already validated image URL (absolute local path, ``s3://`` or allow-listed http(s)) for reading."""
-    env_options = {"GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR"}
+    # no directory listing for remote images (one request saved); local ones keep their .RPB/.ovr side files
+    env_options = {} if url.startswith("/") else {"GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR"}
     session = None
     if url.startswith(("http://", "https://")):
         _check_web_host(url)
@@ -239,14 +240,31 @@ def _dms(value: float, hemispheres: str, degree_digits: int) -> str:
 def build_sensor_model(dataset: rasterio.DatasetReader):
     """An osml-imagery-toolkit sensor model from the image's georeferencing, or None.
 
-    GeoTIFF affine transforms in any CRS and NITF IGEOLO (which GDAL turns into a geotransform) give a
-    ``GDALAffineSensorModel``, exactly what osml-model-runner builds for them.
+    - GeoTIFF affine transforms in any CRS and NITF IGEOLO (which GDAL turns into a geotransform) give a
+      ``GDALAffineSensorModel``, exactly what osml-model-runner builds for them (the goldens depend on it);
+    - local NITFs with RPC00B / RSM / ICHIPB / CSCRNA / SICD / SIDD metadata get the toolkit's own model
+      (with the ``[gdal]`` extra), else their RPCs as GDAL reads them;
+    - images with RPCs only (GeoTIFF tags, ``.RPB`` files), which osml leaves unlocated, get an RPC model.
     """
     from aws.osml.photogrammetry import GDALAffineSensorModel
 
-    if dataset.crs is None or dataset.transform.is_identity:
-        return None
-    return GDALAffineSensorModel(dataset.transform.to_gdal(), dataset.crs.to_wkt())
+    from airflow_provider_osml import sensor_models
+
+    affine = None
+    if dataset.crs is not None and not dataset.transform.is_identity:
+        affine = GDALAffineSensorModel(dataset.transform.to_gdal(), dataset.crs.to_wkt())
+    if dataset.driver == "NITF" and not dataset.name.startswith(("s3://", "/vsi", "http")):
+        precise = sensor_models.nitf_metadata_model(
+            dataset.name, dataset.width, dataset.height,
+            affine and list(dataset.transform.to_gdal()), affine and dataset.crs.to_wkt(),
+        )
+        if precise is not None:
+            return precise
+    if affine is not None:
+        return affine
+    if dataset.rpcs:
+        return sensor_models.rpc_sensor_model(dataset.rpcs)
+    return None
 
 
 def nitf_source_metadata(dataset: rasterio.DatasetReader, image_url: str) -> dict | None:
