@@ -113,3 +113,22 @@ def test_geotiff_rpcs_give_an_rpc_model_that_agrees_with_gdal(tmp_path, fixtures
             # GDAL puts RPC sample 0 at the centre of the first pixel (+0.5); the toolkit, and so osml, uses
             # RPC coordinates as they are. We keep osml's convention: the two differ by exactly half a pixel.
             assert abs(col - (x + 0.5)) < 0.01 and abs(row - (y + 0.5)) < 0.01
+
+
+@needs_osgeo
+def test_srtm_elevation_model_gives_the_dem_height(fixtures_dir):
+    """``ELEVATION_DATA_LOCATION`` = the fixtures folder, version 3arc_v2: heights come from n47_e034_3arc_v2.tif."""
+    from aws.osml.photogrammetry import GeodeticWorldCoordinate
+
+    from airflow_provider_osml.elevation import elevation_model
+
+    dem = elevation_model(str(fixtures_dir), "3arc_v2", ".tif")
+    with rasterio.open(fixtures_dir / "n47_e034_3arc_v2.tif") as dataset:
+        heights = dataset.read(1)
+        transform = dataset.transform
+    for row, col in [(600, 600), (100, 1000), (1000, 150)]:
+        lon, lat = transform @ (col + 0.5, row + 0.5)  # pixel centres: no interpolation between posts
+        point = GeodeticWorldCoordinate([math.radians(lon), math.radians(lat), 0.0])
+        dem.set_elevation(point)
+        assert point.elevation == pytest.approx(float(heights[row, col]), abs=1.0)
+    assert elevation_model(None) is None

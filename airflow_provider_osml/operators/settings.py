@@ -29,6 +29,10 @@ class DeploymentSettings:
     model_read_timeout: float
     model_retries: int
     verify_tls: bool
+    # issue 3: imagery and elevation
+    elevation_data_location: str | None = None
+    elevation_data_version: str = "1arc_v3"
+    elevation_data_extension: str = ".tif"
 
 
 def load_settings() -> DeploymentSettings:
@@ -45,4 +49,8 @@ def load_settings() -> DeploymentSettings:
         model_read_timeout=float(_setting("model_read_timeout", "60")),
         model_retries=int(_setting("model_retries", "3")),
         verify_tls=(_setting("verify_tls", "true") or "true").lower() not in ("0", "false", "no"),
+        # issue 3: imagery and elevation
+        elevation_data_location=_setting("elevation_data_location"),
+        elevation_data_version=_setting("elevation_data_version", "1arc_v3"),
+        elevation_data_extension=_setting("elevation_data_extension", ".tif"),
     )
