@@ -127,6 +127,65 @@ def read_window(dataset: rasterio.DatasetReader, col: int, row: int, width: int,
     return dataset.read(window=Window(col, row, width, height))
 
 
+# Above this, a region is read one tile row (strip) at a time instead of all at once.
+REGION_READ_MAX_BYTES = 512 * 1024 * 1024
+
+
+class RegionPixels:
+    """The pixels of one region for its tiles, read at most once per strip, with bounded memory.
+
+    A region that fits in ``max_bytes`` is read in one call and sliced (the fast path). A bigger one is read
+    one strip per distinct tile row, kept only while tiles of that row are still being encoded, so memory
+    stays near one strip per worker however large the region or its pixel type. Dataset reads are serialised:
+    a rasterio dataset is not safe to read from several threads.
+    """
+
+    def __init__(self, dataset, region: tuple[int, int, int, int], tiles, max_bytes: int = REGION_READ_MAX_BYTES):
+        import threading
+
+        self._dataset = dataset
+        self._col, self._row, self._width, height = region
+        self._lock = threading.Lock()
+        bytes_per_row = self._width * dataset.count * np.dtype(dataset.dtypes[0]).itemsize
+        self._whole = None
+        if bytes_per_row * height <= max_bytes:
+            self._whole = read_window(dataset, self._col, self._row, self._width, height)
+        self._pending: dict[tuple[int, int], int] = {}
+        for tile in tiles:
+            key = (tile.row, tile.height)
+            self._pending[key] = self._pending.get(key, 0) + 1
+        self._strips: dict[tuple[int, int], np.ndarray] = {}
+        self.strip_reads = 0
+
+    @property
+    def whole_region(self) -> bool:
+        return self._whole is not None
+
+    def chip(self, tile) -> np.ndarray:
+        """The ``(bands, h, w)`` pixels of ``tile``; call ``release(tile)`` when encoded."""
+        x = tile.col - self._col
+        if self._whole is not None:
+            y = tile.row - self._row
+            return self._whole[:, y : y + tile.height, x : x + tile.width]
+        key = (tile.row, tile.height)
+        with self._lock:
+            strip = self._strips.get(key)
+            if strip is None:
+                strip = read_window(self._dataset, self._col, tile.row, self._width, tile.height)
+                self._strips[key] = strip
+                self.strip_reads += 1
+        return strip[:, :, x : x + tile.width]
+
+    def release(self, tile) -> None:
+        if self._whole is not None:
+            return
+        key = (tile.row, tile.height)
+        with self._lock:
+            self._pending[key] -= 1
+            if self._pending[key] <= 0:  # a re-encoded tile just re-reads its strip
+                self._strips.pop(key, None)
+
+
 def window_transform(dataset: rasterio.DatasetReader, col: int, row: int, width: int, height: int):
     """The affine transform of a window, or None when the image has no usable geotransform."""
     if dataset.transform.is_identity or dataset.crs is None:

@@ -171,3 +171,28 @@ def test_roi_outside_the_image_gives_none(fixtures_dir):
     with imagery.open_image(str(fixtures_dir / "meta.ntf")) as dataset:
         model = imagery.build_sensor_model(dataset)
     assert imagery.roi_pixel_bounds("POLYGON ((10 10, 11 10, 11 11, 10 11, 10 10))", model, 1024, 1024) is None
+
+
+@pytest.mark.parametrize("max_bytes", [imagery.REGION_READ_MAX_BYTES, 10_000], ids=["whole-region", "strips"])
+def test_region_pixels_give_every_tile_its_pixels_with_bounded_reads(tmp_path, max_bytes):
+    from airflow_provider_osml.tiling import TileWindow, plan_image
+
+    rng = np.random.default_rng(3)
+    source = rng.integers(0, 65535, size=(2, 300, 400), dtype=np.uint16)
+    path = tmp_path / "region.tif"
+    with rasterio.open(path, "w", driver="GTiff", width=400, height=300, count=2, dtype="uint16") as dataset:
+        dataset.write(source)
+    plan = plan_image(400, 300, tile_size=128, tile_overlap=16, region_size=1024)
+    tiles = [TileWindow.from_region(t) for t in plan.all_tiles()]
+    with imagery.open_image(str(path)) as dataset:
+        pixels = imagery.RegionPixels(dataset, (0, 0, 400, 300), tiles, max_bytes=max_bytes)
+        for tile in tiles:
+            chip = pixels.chip(tile)
+            np.testing.assert_array_equal(chip, source[:, tile.row : tile.row + tile.height,
+                                                      tile.col : tile.col + tile.width])
+            pixels.release(tile)
+    rows = {(t.row, t.height) for t in tiles}
+    assert pixels.whole_region == (max_bytes > 400 * 300 * 4)
+    if not pixels.whole_region:
+        assert pixels.strip_reads == len(rows)  # each strip read once: tiles are row-major
+        assert pixels._strips == {}  # nothing kept once every tile is encoded

@@ -57,18 +57,19 @@ def infer_region(validated: dict, region: dict) -> dict:
     started = time.monotonic()
 
     with open_request_image(ctx) as dataset:
-        pixels = imagery.read_window(dataset, *region_window.as_list())
+        pixels = imagery.RegionPixels(dataset, region_window.as_list(), tiles)
 
         def process(tile: TileWindow) -> dict:
-            x, y = tile.col - region_window.col, tile.row - region_window.row
-            chip = pixels[:, y : y + tile.height, x : x + tile.width]
-            payload = imagery.encode_tile(
-                chip,
-                request.tile_format,
-                request.tile_compression,
-                transform=imagery.window_transform(dataset, *tile.as_list()),
-                crs=dataset.crs,
-            )
+            try:
+                payload = imagery.encode_tile(
+                    pixels.chip(tile),
+                    request.tile_format,
+                    request.tile_compression,
+                    transform=imagery.window_transform(dataset, *tile.as_list()),
+                    crs=dataset.crs,
+                )
+            finally:
+                pixels.release(tile)
             inference_time = feats.utc_timestamp()
             detections = feats.normalize_model_output(invoke(payload))
             in_image = feats.to_image_pixels(detections, tile.col, tile.row, inference_time)
