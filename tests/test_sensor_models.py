@@ -132,3 +132,17 @@ def test_srtm_elevation_model_gives_the_dem_height(fixtures_dir):
         dem.set_elevation(point)
         assert point.elevation == pytest.approx(float(heights[row, col]), abs=1.0)
     assert elevation_model(None) is None
+
+
+def test_roi_maps_to_pixels_through_an_rpc_model(tmp_path, fixtures_dir):
+    """spec 2.4 through a precision model: a lon/lat/height ROI drawn over known pixels comes back as them."""
+    from aws.osml.photogrammetry import ImageCoordinate
+
+    model = sensor_models.rpc_sensor_model(rpc_from_tre(metadata(fixtures_dir, "sample-metadata-ms-rpc00b.xml")))
+    minx, miny, maxx, maxy = 1000, 1500, 3000, 2600
+    ring = []
+    for x, y in [(minx, miny), (maxx, miny), (maxx, maxy), (minx, maxy), (minx, miny)]:
+        world = model.image_to_world(ImageCoordinate([x, y]))
+        ring.append(f"{math.degrees(world.longitude)!r} {math.degrees(world.latitude)!r} {world.elevation!r}")
+    bounds = imagery.roi_pixel_bounds(f"POLYGON Z (({', '.join(ring)}))", model, 8820, 5212)
+    assert bounds == (minx, miny, maxx, maxy)
