@@ -140,9 +140,11 @@ class RegionPixels:
     a rasterio dataset is not safe to read from several threads.
     """
 
-    def __init__(self, dataset, region: tuple[int, int, int, int], tiles, max_bytes: int = REGION_READ_MAX_BYTES):
+    def __init__(self, dataset, region: tuple[int, int, int, int], tiles, max_bytes: int = REGION_READ_MAX_BYTES,
+                 *, range_limits: list | None = None):
         import threading
 
+        self._range_limits = range_limits  # rangeAdjustment: chips come out 8-bit
         self._dataset = dataset
         self._col, self._row, self._width, height = region
         self._lock = threading.Lock()
@@ -162,7 +164,15 @@ class RegionPixels:
         return self._whole is not None
 
     def chip(self, tile) -> np.ndarray:
-        """The ``(bands, h, w)`` pixels of ``tile``; call ``release(tile)`` when encoded."""
+        """The ``(bands, h, w)`` pixels of ``tile`` (8-bit when range-adjusted); call ``release(tile)`` after."""
+        pixels = self._native_chip(tile)
+        if self._range_limits is None:
+            return pixels
+        from airflow_provider_osml.range_adjustment import to_uint8
+
+        return to_uint8(pixels, self._range_limits)
+
+    def _native_chip(self, tile) -> np.ndarray:
         x = tile.col - self._col
         if self._whole is not None:
             y = tile.row - self._row

@@ -52,6 +52,8 @@ MODEL_INVOKE_MODES = ("SM_ENDPOINT", "HTTP_ENDPOINT")
 TILE_FORMATS = ("NITF", "JPEG", "PNG", "GTIFF")
 TILE_COMPRESSIONS = ("NONE", "JPEG", "J2K", "LZW")
 TILING_STRATEGIES = ("VARIABLE_OVERLAP", "VARIABLE_TILE")
+# issue 3: the toolkit's RangeAdjustmentType; anything but NONE gives 8-bit tiles
+RANGE_ADJUSTMENTS = ("NONE", "MINMAX", "DRA")
 ALGORITHM_TYPES = ("NMS", "SOFT_NMS", "NONE")
 FEATURE_DISTILLATION = "FEATURE_DISTILLATION"
 OUTPUT_TYPES = ("S3", "Kinesis", "File")
@@ -171,6 +173,7 @@ class ImageRequest:
     outputs: tuple[dict[str, Any], ...]
     feature_properties: tuple[dict[str, Any], ...] = ()
     post_processing: FeatureDistillation = field(default_factory=FeatureDistillation)
+    range_adjustment: str = "NONE"
 
     @property
     def image_url(self) -> str:
@@ -217,6 +220,8 @@ class ImageRequest:
         out["outputs"] = copy.deepcopy(list(self.outputs))
         out["featureProperties"] = copy.deepcopy(list(self.feature_properties))
         out["postProcessing"] = [{"step": FEATURE_DISTILLATION, "algorithm": self.post_processing.to_dict()}]
+        if self.range_adjustment != "NONE":
+            out["rangeAdjustment"] = self.range_adjustment
         return out
 
 
@@ -260,6 +265,7 @@ def parse_image_request(
         ),
         region_size=_region_size(request.get("regionSize"), tile_size),
         region_of_interest=_region_of_interest(request.get("regionOfInterest")),
+        range_adjustment=_enum_or_default(request, "rangeAdjustment", RANGE_ADJUSTMENTS, "NONE"),
         outputs=_outputs(request, roots),
         feature_properties=_feature_properties(request.get("featureProperties")),
         post_processing=_post_processing(request.get("postProcessing")),
@@ -1113,6 +1119,13 @@ def image_request_schema() -> dict[str, Any]:
             "title": "Tile compression",
             "description": "Compression of the encoded tiles.",
             "default": DEFAULT_TILE_COMPRESSION,
+        },
+        "rangeAdjustment": {
+            **_string_enum(RANGE_ADJUSTMENTS),
+            "title": "Range adjustment",
+            "description": "NONE keeps the native pixel type; MINMAX or DRA scale every band to 8 bits "
+            "(for models that want 8-bit input), with image-wide limits.",
+            "default": "NONE",
         },
         "tilingStrategy": {
             **_string_enum(TILING_STRATEGIES),

@@ -52,3 +52,27 @@ def test_dag_reproduces_the_published_meta_ntf_outputs(airflow_db, model_runner_
     assert_matches_golden(expected, actual)
     for feature in actual:
         assert feature["properties"]["sourceMetadata"][0]["location"] == str(fixtures_dir / "meta.ntf")
+
+
+def test_range_adjustment_feeds_an_8_bit_model_from_an_11_bit_image(airflow_db, model_runner_dag, tmp_path,
+                                                                     allowed_roots):
+    """An 11-bit scene with rangeAdjustment MINMAX: the 8-bit blobs model (threshold 128) finds every object."""
+    import numpy as np
+    import rasterio
+
+    from airflow_provider_osml.demo import make_demo_scene
+    from tests.test_cli import assert_each_object_found_once
+    from tests.test_dag import request_for, states
+
+    scene = make_demo_scene(tmp_path / "scene", width=1024, height=1024)
+    with rasterio.open(scene.path) as src:
+        profile, pixels = src.profile, src.read()
+    profile.update(dtype="uint16")
+    with rasterio.open(scene.path, "w", **profile) as dst:
+        dst.write(pixels.astype(np.uint16) * 8)  # 80..2000: the model's 128 threshold would see only "bright"
+    request = request_for(scene, "http://127.0.0.1:1", [{"type": "File", "path": str(tmp_path / "out")}], "dra-job")
+    request["rangeAdjustment"] = "MINMAX"
+    dag_run, _ = run_with_model(model_runner_dag, request, "blobs", threshold=scene.threshold)
+    assert str(dag_run.state) == "success", states(dag_run)
+    features = json.loads((tmp_path / "out" / "dra-job.geojson").read_text())["features"]
+    assert_each_object_found_once(scene.objects, features)

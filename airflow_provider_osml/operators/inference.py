@@ -11,6 +11,7 @@ import numpy as np
 from airflow_provider_osml import features as feats
 from airflow_provider_osml import imagery
 from airflow_provider_osml.operators.context import PLAN, TaskContext, open_request_image
+from airflow_provider_osml.range_adjustment import LIMITS_KEY
 from airflow_provider_osml.tiling import TileWindow, TilingPlan
 
 log = logging.getLogger(__name__)
@@ -57,7 +58,8 @@ def infer_region(validated: dict, region: dict) -> dict:
     started = time.monotonic()
 
     with open_request_image(ctx) as dataset:
-        pixels = imagery.RegionPixels(dataset, region_window.as_list(), tiles)
+        limits = ctx.store.read_json(LIMITS_KEY) if request.range_adjustment != "NONE" else None
+        pixels = imagery.RegionPixels(dataset, region_window.as_list(), tiles, range_limits=limits)
 
         def process(tile: TileWindow) -> dict:
             try:

@@ -88,6 +88,12 @@ def plan_regions(validated: dict) -> list[dict]:
         max_regions=ctx.settings.max_regions,
     )
     ctx.store.write_json(PLAN, plan.to_dict())
+    if request.range_adjustment != "NONE":
+        # image-wide limits, so every region scales its tiles alike
+        from airflow_provider_osml.range_adjustment import LIMITS_KEY, image_limits
+
+        with open_request_image(ctx) as dataset:
+            ctx.store.write_json(LIMITS_KEY, image_limits(dataset, request.range_adjustment))
     log.info("Job %s: %d region(s), %d tile(s)", request.job_id, len(plan.regions), plan.tile_count())
     return [
         {"index": i, "region": [list(r[0]), list(r[1])], "key": region_key(r), "tileCount": len(plan.tiles(r))}
