@@ -64,7 +64,7 @@ def test_a_window_is_read_with_a_few_small_ranges_as_the_read_role(airflow_db, s
     gets = s3_proxy.gets("scenes/window-read.tif")
     served = sum(r.body_bytes for r in gets)
     assert gets and all(r.range and r.status == 206 for r in gets), gets
-    # a 200 px window touches 4 internal tiles of 196 kB: far less than the 4.6 MB file
+    # a 200 px window touches 4 internal tiles of 196 kB: far less than the 5.9 MB file
     assert served < 0.25 * size, (served, size)
     # the role's temporary credentials (moto STS hands out ASIA... keys) signed open and read alike
     assert {r.access_key for r in gets} != {"testing"}
