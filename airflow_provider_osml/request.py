@@ -11,6 +11,9 @@ Rules that are ours, not osml's:
 - Image URLs and ``File`` paths come from users: ``s3://bucket/key``, or absolute local paths (or
   ``file:///`` URLs) that resolve, symlinks included, under an allowed root (``OSML_ALLOWED_ROOTS``).
   GDAL ``/vsi...`` paths and other schemes are rejected.
+- ``https://`` images only from hosts on the deployment's allow-list (``OSML_IMAGE_HOSTS_ALLOWED``, comma
+  separated ``host[:port]``; an entry spelled ``http://host[:port]`` also allows plain http there), never with
+  credentials in the URL, never on link-local or cloud-metadata addresses.
 - ``HTTP_ENDPOINT`` models may not live on link-local or cloud-metadata addresses.
 
 This module is plain Python (no Airflow import) so the CLI and tests can use it directly.
@@ -49,6 +52,8 @@ MODEL_INVOKE_MODES = ("SM_ENDPOINT", "HTTP_ENDPOINT")
 TILE_FORMATS = ("NITF", "JPEG", "PNG", "GTIFF")
 TILE_COMPRESSIONS = ("NONE", "JPEG", "J2K", "LZW")
 TILING_STRATEGIES = ("VARIABLE_OVERLAP", "VARIABLE_TILE")
+# issue 3: the toolkit's RangeAdjustmentType; anything but NONE gives 8-bit tiles
+RANGE_ADJUSTMENTS = ("NONE", "MINMAX", "DRA")
 ALGORITHM_TYPES = ("NMS", "SOFT_NMS", "NONE")
 FEATURE_DISTILLATION = "FEATURE_DISTILLATION"
 OUTPUT_TYPES = ("S3", "Kinesis", "File")
@@ -97,6 +102,8 @@ _METADATA_HOSTS = frozenset(
 )
 _METADATA_IPS = frozenset({ipaddress.ip_address("100.100.100.200"), ipaddress.ip_address("fd00:ec2::254")})
 _LOCAL_HINT = "use s3://bucket/key or an absolute local path"
+IMAGE_HOSTS_ENV = "AIRFLOW__OSML__IMAGE_HOSTS_ALLOWED"
+_IMAGE_HOSTS_ENVS = (IMAGE_HOSTS_ENV, "OSML_IMAGE_HOSTS_ALLOWED")
 
 
 class InvalidImageRequest(ValueError):
@@ -169,6 +176,7 @@ class ImageRequest:
     outputs: tuple[dict[str, Any], ...]
     feature_properties: tuple[dict[str, Any], ...] = ()
     post_processing: FeatureDistillation = field(default_factory=FeatureDistillation)
+    range_adjustment: str = "NONE"
 
     @property
     def image_url(self) -> str:
@@ -215,6 +223,8 @@ class ImageRequest:
         out["outputs"] = copy.deepcopy(list(self.outputs))
         out["featureProperties"] = copy.deepcopy(list(self.feature_properties))
         out["postProcessing"] = [{"step": FEATURE_DISTILLATION, "algorithm": self.post_processing.to_dict()}]
+        if self.range_adjustment != "NONE":
+            out["rangeAdjustment"] = self.range_adjustment
         return out
 
 
@@ -258,6 +268,7 @@ def parse_image_request(
         ),
         region_size=_region_size(request.get("regionSize"), tile_size),
         region_of_interest=_region_of_interest(request.get("regionOfInterest")),
+        range_adjustment=_enum_or_default(request, "rangeAdjustment", RANGE_ADJUSTMENTS, "NONE"),
         outputs=_outputs(request, roots),
         feature_properties=_feature_properties(request.get("featureProperties")),
         post_processing=_post_processing(request.get("postProcessing")),
@@ -432,10 +443,56 @@ def _image_url(value: Any, field: str, roots: tuple[str, ...]) -> str:
     if scheme == "file":
         return _local_path(_file_url_path(url, field), field, roots)
     if scheme in ("http", "https"):
-        raise InvalidImageRequest(field, f"{scheme}:// image URLs are not supported yet; {_LOCAL_HINT}")
+        return _web_image_url(url, scheme, field)
     if scheme:
         raise InvalidImageRequest(field, f"URL scheme {scheme!r} is not supported; {_LOCAL_HINT}")
     return _local_path(url, field, roots)
+
+
+def image_hosts_allowed() -> frozenset[str]:
+    """The deployment's image host allow-list: ``host[:port]`` (https) or ``http://host[:port]`` entries."""
+    raw = next((os.environ[name] for name in _IMAGE_HOSTS_ENVS if os.environ.get(name)), "")
+    return frozenset(entry.strip().lower().rstrip("/") for entry in raw.split(",") if entry.strip())
+
+
+def _web_image_url(url: str, scheme: str, field: str) -> str:
+    """An http(s) image URL on an allow-listed host, without credentials, off metadata addresses."""
+    parts = urlsplit(url)
+    if not parts.hostname:
+        raise InvalidImageRequest(field, f"{scheme}:// image URLs need a host, got {url!r}")
+    if parts.username is not None or parts.password is not None:
+        # credentials would end up in GDAL's logs and our task logs
+        raise InvalidImageRequest(field, "credentials in image URLs are not allowed")
+    try:
+        port = parts.port
+    except ValueError as exc:
+        raise InvalidImageRequest(field, f"invalid port in {url!r}") from exc
+    host = parts.hostname.rstrip(".").lower()
+    if host in _METADATA_HOSTS or _is_metadata_address(host):
+        raise InvalidImageRequest(
+            field, f"host {host!r} is a link-local or cloud metadata address; images there are not allowed"
+        )
+    host_port = f"[{host}]" if ":" in host else host
+    host_port += f":{port}" if port else ""
+    allowed = image_hosts_allowed()
+    candidates = {f"http://{host_port}"} if scheme == "http" else {host_port, f"https://{host_port}"}
+    if not candidates & allowed:
+        need = f"http://{host_port}" if scheme == "http" else host_port
+        raise InvalidImageRequest(
+            field,
+            f"{scheme}:// images from {host_port!r} are not allowed: add {need!r} to {IMAGE_HOSTS_ENV} "
+            f"(comma separated) or {_LOCAL_HINT}",
+        )
+    return url
+
+
+def resolves_to_metadata_address(host: str) -> bool:
+    """True when a host name resolves to a link-local or metadata address (a DNS way around the checks)."""
+    try:
+        infos = socket.getaddrinfo(host, None)
+    except OSError:
+        return False  # GDAL will fail to connect and say so
+    return any(_is_metadata_address(info[4][0].split("%", 1)[0]) for info in infos)
 
 
 def _scheme(url: str) -> str | None:
@@ -1083,6 +1140,13 @@ def image_request_schema() -> dict[str, Any]:
             "title": "Tile compression",
             "description": "Compression of the encoded tiles.",
             "default": DEFAULT_TILE_COMPRESSION,
+        },
+        "rangeAdjustment": {
+            **_string_enum(RANGE_ADJUSTMENTS),
+            "title": "Range adjustment",
+            "description": "NONE keeps the native pixel type; MINMAX or DRA scale every band to 8 bits "
+            "(for models that want 8-bit input), with image-wide limits.",
+            "default": "NONE",
         },
         "tilingStrategy": {
             **_string_enum(TILING_STRATEGIES),

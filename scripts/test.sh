@@ -4,7 +4,7 @@
 # with the reason when those are not running, unless OSML_IT_REQUIRED=1). Only them: bash scripts/test.sh -m integration
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-source "$ROOT/scripts/bootstrap.sh" "[test,celery,kubernetes]"
+source "$ROOT/scripts/bootstrap.sh" "[test,gdal,celery,kubernetes]"
 cd "$ROOT"
 ruff check airflow_provider_osml dags tests benchmarks
 exec python -m pytest -q -p no:cacheprovider "$@"

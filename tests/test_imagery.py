@@ -42,12 +42,54 @@ def test_every_format_and_compression_decodes_to_the_tile(tile, fmt, compression
         assert tags["NITF_IC"] == {"NONE": "NC", "JPEG": "C3", "J2K": "C8", "LZW": "C8"}[compression]
 
 
-def test_gtiff_compression_is_honoured(tile):
-    # osml-model-runner ignored GTIFF compression (spec 11 Q9)
-    with MemoryFile(imagery.encode_tile(tile, "GTIFF", "LZW")) as memfile, memfile.open() as dataset:
-        assert dataset.compression.name == "lzw"
-    with MemoryFile(imagery.encode_tile(tile, "GTIFF", "NONE")) as memfile, memfile.open() as dataset:
-        assert dataset.compression is None
+@pytest.mark.parametrize(
+    ("compression", "expected"), [("NONE", None), ("LZW", "lzw"), ("JPEG", "jpeg"), ("J2K", "deflate")]
+)
+def test_gtiff_compression_is_honoured(tile, compression, expected):
+    # osml-model-runner ignored GTIFF compression (spec 11 Q9); GeoTIFF has no J2K codec, DEFLATE stands in
+    with MemoryFile(imagery.encode_tile(tile, "GTIFF", compression)) as memfile, memfile.open() as dataset:
+        assert (dataset.compression.name if dataset.compression else None) == expected
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
+@pytest.mark.parametrize("compression", imagery.TILE_COMPRESSIONS)
+def test_jpeg_and_png_tiles_decode_with_pillow(tile, fmt, compression):
+    image = Image.open(io.BytesIO(imagery.encode_tile(tile, fmt, compression)))
+    assert image.format == fmt and image.size == (96, 64) and image.mode == "RGB"
+    decoded = np.moveaxis(np.asarray(image), -1, 0).astype(int)
+    assert np.abs(decoded - tile).mean() < (8 if fmt == "JPEG" else 1e-9)
+
+
+@pytest.mark.parametrize(
+    ("crs", "transform"),
+    [
+        pytest.param("EPSG:32633", from_origin(500_000.0, 5_300_000.0, 0.5, 0.5), id="utm"),
+        pytest.param("EPSG:3857", from_origin(1_669_792.0, 6_106_854.0, 0.6, 0.6), id="web-mercator"),
+        pytest.param("EPSG:4326", from_origin(-77.05, 38.9, 5e-6, 5e-6), id="geographic"),
+    ],
+)
+@pytest.mark.parametrize("compression", imagery.TILE_COMPRESSIONS)
+def test_nitf_tiles_carry_their_own_footprint(tile, crs, transform, compression):
+    from rasterio.warp import transform as reproject_points
+    from rasterio.windows import Window
+    from rasterio.windows import transform as window_transform
+
+    tile_transform = window_transform(Window(3000, 2000, 96, 64), transform)  # a tile deep inside a scene
+    data = imagery.encode_tile(tile, "NITF", compression, transform=tile_transform, crs=crs)
+    with MemoryFile(data) as memfile, memfile.open() as dataset:
+        assert dataset.tags()["NITF_ICORDS"] == "G"
+        decoded = dataset.transform
+        assert dataset.crs.is_geographic
+    for x, y in [(0.5, 0.5), (95.5, 0.5), (95.5, 63.5), (0.5, 63.5), (48, 32)]:
+        lon, lat = decoded @ (x, y)
+        (want_lon,), (want_lat,) = reproject_points(crs, "EPSG:4326", *([v] for v in tile_transform @ (x, y)))
+        # IGEOLO has whole arc-seconds: within half a second (1.4e-4 deg) plus projection curvature
+        assert abs(lon - want_lon) < 2e-4 and abs(lat - want_lat) < 2e-4
+
+
+def test_igeolo_rounds_seconds_with_carry():
+    assert imagery._dms(33.99999, "NS", 2) == "340000N"
+    assert imagery._dms(-85.5, "EW", 3) == "0853000W"
 
 
 def test_png_from_pillow_is_lossless_and_single_band_works(tile):
@@ -129,3 +171,28 @@ def test_roi_outside_the_image_gives_none(fixtures_dir):
     with imagery.open_image(str(fixtures_dir / "meta.ntf")) as dataset:
         model = imagery.build_sensor_model(dataset)
     assert imagery.roi_pixel_bounds("POLYGON ((10 10, 11 10, 11 11, 10 11, 10 10))", model, 1024, 1024) is None
+
+
+@pytest.mark.parametrize("max_bytes", [imagery.REGION_READ_MAX_BYTES, 10_000], ids=["whole-region", "strips"])
+def test_region_pixels_give_every_tile_its_pixels_with_bounded_reads(tmp_path, max_bytes):
+    from airflow_provider_osml.tiling import TileWindow, plan_image
+
+    rng = np.random.default_rng(3)
+    source = rng.integers(0, 65535, size=(2, 300, 400), dtype=np.uint16)
+    path = tmp_path / "region.tif"
+    with rasterio.open(path, "w", driver="GTiff", width=400, height=300, count=2, dtype="uint16") as dataset:
+        dataset.write(source)
+    plan = plan_image(400, 300, tile_size=128, tile_overlap=16, region_size=1024)
+    tiles = [TileWindow.from_region(t) for t in plan.all_tiles()]
+    with imagery.open_image(str(path)) as dataset:
+        pixels = imagery.RegionPixels(dataset, (0, 0, 400, 300), tiles, max_bytes=max_bytes)
+        for tile in tiles:
+            chip = pixels.chip(tile)
+            np.testing.assert_array_equal(chip, source[:, tile.row : tile.row + tile.height,
+                                                      tile.col : tile.col + tile.width])
+            pixels.release(tile)
+    rows = {(t.row, t.height) for t in tiles}
+    assert pixels.whole_region == (max_bytes > 400 * 300 * 4)
+    if not pixels.whole_region:
+        assert pixels.strip_reads == len(rows)  # each strip read once: tiles are row-major
+        assert pixels._strips == {}  # nothing kept once every tile is encoded

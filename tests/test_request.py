@@ -689,6 +689,7 @@ def test_schema_properties_are_documented():
         "imageProcessorTileFormat": "NITF",
         "imageProcessorTileCompression": "NONE",
         "tilingStrategy": "VARIABLE_OVERLAP",
+        "rangeAdjustment": "NONE",
         "featureProperties": [],
         "postProcessing": [
             {"step": "FEATURE_DISTILLATION", "algorithm": {"algorithmType": "NMS", "iouThreshold": 0.75}}

@@ -16,6 +16,7 @@ import numpy as np
 from airflow_provider_osml import features as feats
 from airflow_provider_osml import imagery
 from airflow_provider_osml.operators.context import PLAN, TaskContext, open_request_image
+from airflow_provider_osml.range_adjustment import LIMITS_KEY
 from airflow_provider_osml.tiling import TileWindow, TilingPlan
 
 log = logging.getLogger(__name__)
@@ -119,18 +120,20 @@ def infer_region(validated: dict, region: dict) -> dict:
     started = time.monotonic()
 
     with open_request_image(ctx) as dataset:
-        pixels = imagery.read_window(dataset, *region_window.as_list()) if todo else None
+        limits = ctx.store.read_json(LIMITS_KEY) if todo and request.range_adjustment != "NONE" else None
+        pixels = imagery.RegionPixels(dataset, region_window.as_list(), todo, range_limits=limits) if todo else None
 
         def process(tile: TileWindow) -> dict:
-            x, y = tile.col - region_window.col, tile.row - region_window.row
-            chip = pixels[:, y : y + tile.height, x : x + tile.width]
-            payload = imagery.encode_tile(
-                chip,
-                request.tile_format,
-                request.tile_compression,
-                transform=imagery.window_transform(dataset, *tile.as_list()),
-                crs=dataset.crs,
-            )
+            try:
+                payload = imagery.encode_tile(
+                    pixels.chip(tile),
+                    request.tile_format,
+                    request.tile_compression,
+                    transform=imagery.window_transform(dataset, *tile.as_list()),
+                    crs=dataset.crs,
+                )
+            finally:
+                pixels.release(tile)
             inference_time = feats.utc_timestamp()
             detections = call_model(invoke, payload, settings.tile_attempts, settings.tile_retry_delay)
             in_image = feats.to_image_pixels(detections, tile.col, tile.row, inference_time)

@@ -92,6 +92,12 @@ def plan_regions(validated: dict) -> list[dict]:
         max_regions=ctx.settings.max_regions,
     )
     ctx.store.write_json(PLAN, plan.to_dict())
+    if request.range_adjustment != "NONE":
+        # image-wide limits, so every region scales its tiles alike
+        from airflow_provider_osml.range_adjustment import LIMITS_KEY, image_limits
+
+        with open_request_image(ctx) as dataset:
+            ctx.store.write_json(LIMITS_KEY, image_limits(dataset, request.range_adjustment))
     log.info("Job %s: %d region(s), %d tile(s)", request.job_id, len(plan.regions), plan.tile_count())
     status.publish_status(ctx.settings.status_topic_arn, ctx.settings.aws_conn_id, status.IN_PROGRESS,
                           job_id=request.job_id, image_id=request.image_id,

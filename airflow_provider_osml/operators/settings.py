@@ -47,6 +47,10 @@ class DeploymentSettings:
     inference_tolerations: str | None = None
     # issue 6: status notifications
     status_topic_arn: str | None = None
+    # issue 3: imagery and elevation
+    elevation_data_location: str | None = None
+    elevation_data_version: str = "1arc_v3"
+    elevation_data_extension: str = ".tif"
 
     @property
     def tls_verify(self) -> bool | str:
@@ -88,4 +92,8 @@ def load_settings() -> DeploymentSettings:
         inference_tolerations=_setting("inference_tolerations"),
         # issue 6: status notifications
         status_topic_arn=_setting("status_topic_arn"),
+        # issue 3: imagery and elevation
+        elevation_data_location=_setting("elevation_data_location"),
+        elevation_data_version=_setting("elevation_data_version", "1arc_v3"),
+        elevation_data_extension=_setting("elevation_data_extension", ".tif"),
     )
