@@ -19,6 +19,7 @@ In tests::
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import os
 import secrets
@@ -207,6 +208,8 @@ class AirflowDeployment:
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.password = secrets.token_urlsafe(12)
+        self._fernet_key = base64.urlsafe_b64encode(os.urandom(32)).decode()  # what Fernet.generate_key() does
+        self._jwt_secret = secrets.token_hex(32)
         self.db = _Postgres(self.run_id)
         self.redis = _RedisDb(self.run_id)
         self.components: dict[str, Component] = {}
@@ -256,10 +259,6 @@ class AirflowDeployment:
         return env
 
     def start(self, timeout: float = 180) -> AirflowDeployment:
-        from cryptography.fernet import Fernet
-
-        self._fernet_key = Fernet.generate_key().decode()
-        self._jwt_secret = secrets.token_hex(32)
         self.home.mkdir(parents=True, exist_ok=True)
         self.logs.mkdir(parents=True, exist_ok=True)
         (self.home / "passwords.json").write_text(json.dumps({"admin": self.password}))

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import boto3
 import pytest
+import requests
 
 from tests.conftest import REPO, free_port
 from tests.integration.harness import AirflowDeployment
@@ -20,6 +21,7 @@ from tests.test_cli import assert_each_object_found_once
 
 DAG_ID = "osml_model_runner"
 INFERENCE_QUEUE = "osml-inference"
+BUCKET = "osml-it-results"
 LATENCY = 2.0  # seconds per tile in the worker-kill test, so region tasks run for several seconds
 
 
@@ -37,12 +39,13 @@ def moto(base):
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     endpoint = f"http://127.0.0.1:{port}"
-    boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(Bucket="results")
+    boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(Bucket=BUCKET)
     connection = json.dumps({"conn_type": "aws", "login": "testing", "password": "testing",
                              "extra": {"endpoint_url": endpoint, "region_name": "us-east-1"}})
     try:
         yield endpoint, connection
     finally:
+        requests.post(f"{endpoint}/moto-api/reset", timeout=10)  # moto's state is per process: leave none
         server.stop()
 
 
@@ -77,7 +80,7 @@ def request_for(scene, model_url: str, job_id: str, out: Path) -> dict:
         "imageProcessorTileOverlap": scene.tile_overlap,
         "imageProcessorTileFormat": "PNG",
         "regionSize": scene.region_size,
-        "outputs": [{"type": "File", "path": str(out)}, {"type": "S3", "bucket": "results", "prefix": job_id}],
+        "outputs": [{"type": "File", "path": str(out)}, {"type": "S3", "bucket": BUCKET, "prefix": job_id}],
     }
 
 
@@ -120,7 +123,7 @@ def results(job_id: str, base: Path, endpoint: str) -> tuple[dict, list[dict]]:
     status = json.loads((base / "work" / job_id / "status.json").read_text())
     features = json.loads((base / f"{job_id}-out" / f"{job_id}.geojson").read_text())["features"]
     s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
-    body = s3.get_object(Bucket="results", Key=f"{job_id}/{job_id}.geojson")["Body"].read()
+    body = s3.get_object(Bucket=BUCKET, Key=f"{job_id}/{job_id}.geojson")["Body"].read()
     assert json.loads(body)["features"] == features
     assert all(f["properties"]["inferenceMetadata"]["jobId"] == job_id for f in features)
     return status, features
