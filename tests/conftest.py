@@ -76,4 +76,8 @@ def moto_server(monkeypatch):
     try:
         yield endpoint
     finally:
+        # moto's backends live in this process, shared by every server it starts: leave nothing to the next test
+        import requests
+
+        requests.post(f"{endpoint}/moto-api/reset", timeout=10)
         server.stop()
