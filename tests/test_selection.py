@@ -302,6 +302,7 @@ _PATHS = st.fixed_dictionaries(
         "_MAX_PEEL_ROUNDS": st.sampled_from([0, 1, selection._MAX_PEEL_ROUNDS]),
         "_MAX_SOFT_ROUNDS": st.sampled_from([0, 1, 2, selection._MAX_SOFT_ROUNDS]),
         "_MAX_KEY": st.sampled_from([1, selection._MAX_KEY]),
+        "_NMS_SPREAD": st.sampled_from([0.0, selection._NMS_SPREAD, math.inf]),
     }
 )
 _THRESHOLDS = st.sampled_from([0.0, 0.1, 0.3, 0.5, 0.75, 1.0]) | st.floats(0.0, 1.0)
