@@ -5,5 +5,6 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 python3 -m venv "$here/.venv"
 "$here/.venv/bin/pip" install --quiet --upgrade pip
-"$here/.venv/bin/pip" install --quiet "numpy<2.1" "shapely>=2.0" lsnms
-"$here/.venv/bin/python" -c "import lsnms, numba, shapely; print('lsnms', lsnms.__version__ if hasattr(lsnms, '__version__') else '?', 'numba', numba.__version__, 'shapely', shapely.__version__)"
+# Pinned to the versions the figures in docs/performance.md were measured with.
+"$here/.venv/bin/pip" install --quiet numpy==2.0.2 shapely==2.2.0 lsnms==0.5.0 numba==0.63.1 llvmlite==0.46.0
+"$here/.venv/bin/python" -c "import lsnms, numba, shapely; print('numba', numba.__version__, 'shapely', shapely.__version__)"
