@@ -17,7 +17,8 @@ Semantics follow the osml-model-runner selector (``ensemble_boxes_nms``, vendore
 Ties in score are broken by the lower index, so results are deterministic (upstream depends on
 ``argsort`` and swap order). The fast paths only compare boxes that overlap, found through a uniform grid
 (multi-level when box sizes vary a lot), so the cost grows with the number of overlapping pairs rather
-than ``N**2``. :func:`nms_reference` and :func:`soft_nms_reference` are the plain ``O(N**2)`` versions the
+than ``N**2``. NMS with a threshold of 0.3 or more looks closer still: ``IoU > t`` bounds how far apart
+two boxes' corners can be, so it only compares boxes whose corners share or neighbour a cell of that size. :func:`nms_reference` and :func:`soft_nms_reference` are the plain ``O(N**2)`` versions the
 fast paths are tested against. Both share one IoU kernel and apply decays in the same order, so the
 results match bit for bit.
 """
@@ -49,6 +50,10 @@ _MAX_CELLS_PER_AXIS = 2**20
 # Bound for the int64 (class, cell) key; with more classes than fit, occupied keys are numbered instead.
 _MAX_KEY = 2**62
 
+# NMS finds its candidates by corner distance while the largest box side is at most this many times the
+# 95th percentile; beyond, the multi-level overlap grid is cheaper.
+_NMS_SPREAD = 4.0
+
 # NMS resolves the suppression graph in vectorised rounds (every undecided box without an undecided
 # higher-ranked neighbour is kept). Real scenes need a few rounds; long chains of overlapping boxes
 # fall back to a sequential walk after this many.
@@ -63,7 +68,7 @@ class _Prepared(NamedTuple):
     boxes: np.ndarray  # (N, 4) float64, min <= max, zero sides padded
     area: np.ndarray  # (N,) float64
     scores: np.ndarray  # (N,) float64
-    classes: np.ndarray  # (N,) int64 in 0..K-1
+    classes: np.ndarray  # (N,) int64 labels, small and non-negative
     geoms: np.ndarray | None  # (N,) shapely geometries, when polygon IoU is asked for
     geom_area: np.ndarray | None
 
@@ -119,8 +124,11 @@ def nms(
     n = len(prep.scores)
     if n == 0:
         return np.empty(0, dtype=np.intp)
-    i, j = _overlapping_pairs(prep.boxes, prep.classes)
-    over = _iou(prep, i, j) > iou_threshold
+    if polygons is None and n > DENSE_MAX_BOXES and (found := _nms_candidates(prep, iou_threshold)) is not None:
+        i, j, inter = found
+    else:
+        i, j, inter = _pairs_and_intersections(prep.boxes, prep.classes)
+    over = _iou(prep, i, j, inter) > iou_threshold
     i, j = i[over], j[over]
 
     order = _priority_order(prep.scores)
@@ -153,8 +161,8 @@ def soft_nms(
     """
     _check_soft_options(sigma, method, iou_threshold)
     prep = _prepare(boxes, scores, classes, polygons)
-    i, j = _overlapping_pairs(prep.boxes, prep.classes)
-    factor = _decay_factors(_iou(prep, i, j), sigma, method, iou_threshold)
+    i, j, inter = _pairs_and_intersections(prep.boxes, prep.classes)
+    factor = _decay_factors(_iou(prep, i, j, inter), sigma, method, iou_threshold)
     # A factor of exactly 1.0 changes nothing, so that pair needs no bookkeeping.
     live = factor != 1.0
     i, j, factor = i[live], j[live], factor[live]
@@ -260,7 +268,10 @@ def _prepare(
     x2 = np.where(x1 == x2, x2 + DEGENERATE_PAD, x2)
     y2 = np.where(y1 == y2, y2 + DEGENERATE_PAD, y2)
     prepared = np.stack([x1, y1, x2, y2], axis=1)
-    labels = np.unique(class_arr, return_inverse=True)[1].reshape(-1).astype(np.int64)
+    if class_arr.dtype.kind in "iu" and n and 0 <= class_arr.min() and class_arr.max() < 4 * n + 64:
+        labels = class_arr.astype(np.int64)  # already small ints: only equality matters, skip the sort
+    else:
+        labels = np.unique(class_arr, return_inverse=True)[1].reshape(-1).astype(np.int64)
 
     geoms = geom_area = None
     if polygons is not None:
@@ -272,12 +283,16 @@ def _prepare(
     return _Prepared(prepared, (x2 - x1) * (y2 - y1), score_arr, labels, geoms, geom_area)
 
 
-def _iou(prep: _Prepared, i: np.ndarray, j: np.ndarray) -> np.ndarray:
-    """IoU of the pairs ``(i[k], j[k])``. Symmetric to the last bit, so every caller gets the same numbers."""
-    b = prep.boxes
-    w = np.minimum(b[i, 2], b[j, 2]) - np.maximum(b[i, 0], b[j, 0])
-    h = np.minimum(b[i, 3], b[j, 3]) - np.maximum(b[i, 1], b[j, 1])
-    inter = np.maximum(w, 0.0) * np.maximum(h, 0.0)
+def _iou(prep: _Prepared, i: np.ndarray, j: np.ndarray, inter: np.ndarray | None = None) -> np.ndarray:
+    """IoU of the pairs ``(i[k], j[k])``. Symmetric to the last bit, so every caller gets the same numbers.
+
+    ``inter``: the box intersection areas when the caller has them already (same arithmetic, same bits).
+    """
+    if inter is None:
+        b = prep.boxes
+        w = np.minimum(b[i, 2], b[j, 2]) - np.maximum(b[i, 0], b[j, 0])
+        h = np.minimum(b[i, 3], b[j, 3]) - np.maximum(b[i, 1], b[j, 1])
+        inter = np.maximum(w, 0.0) * np.maximum(h, 0.0)
     union = prep.area[i] + prep.area[j] - inter
     # union is 0 only when tiny boxes underflow; call that no overlap instead of NaN.
     iou = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0.0)
@@ -305,8 +320,20 @@ def _decay_factors(iou: np.ndarray, sigma: float, method: str, iou_threshold: fl
 
 
 def _priority_order(scores: np.ndarray) -> np.ndarray:
-    """Indices by descending score, ties by ascending index."""
-    return np.lexsort((np.arange(len(scores)), -scores))
+    """Indices by descending score, ties by ascending index.
+
+    A quicksort, then only the runs of equal scores are put in index order: much cheaper than a stable
+    sort of all scores when few are tied.
+    """
+    order = np.argsort(-scores)
+    ranked = scores[order]
+    tied = ranked[1:] == ranked[:-1]
+    if tied.any():
+        run = np.cumsum(np.concatenate(([True], ~tied)))
+        member = np.concatenate((tied, [False])) | np.concatenate(([False], tied))
+        sub = order[member]
+        order[member] = sub[np.lexsort((sub, run[member]))]
+    return order
 
 
 # --- candidate pairs ------------------------------------------------------------------------------
@@ -314,26 +341,41 @@ def _priority_order(scores: np.ndarray) -> np.ndarray:
 
 def _overlapping_pairs(boxes: np.ndarray, classes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """All pairs ``i < j`` of the same class whose boxes overlap with a positive area."""
+    i, j, _ = _pairs_and_intersections(boxes, classes)
+    return i, j
+
+
+def _pairs_and_intersections(
+    boxes: np.ndarray, classes: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`_overlapping_pairs` and the intersection area of each pair, which the overlap test computes."""
     n = len(boxes)
     if n < 2:
-        return np.empty(0, dtype=np.intp), np.empty(0, dtype=np.intp)
+        return np.empty(0, dtype=np.intp), np.empty(0, dtype=np.intp), np.empty(0, dtype=np.float64)
     if n <= DENSE_MAX_BOXES:
         i, j = np.triu_indices(n, k=1)
         same = classes[i] == classes[j]
         i, j = i[same], j[same]
-        keep = _overlaps(boxes, i, j)
-        return i[keep], j[keep]
+        keep, inter = _overlaps(boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3], i, j)
+        return i[keep], j[keep], inter
     return _grid_pairs(boxes, classes)
 
 
-def _overlaps(boxes: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.ndarray:
-    # Strict: a positive intersection area is exactly what makes the IoU positive.
-    return (np.minimum(boxes[i, 2], boxes[j, 2]) > np.maximum(boxes[i, 0], boxes[j, 0])) & (
-        np.minimum(boxes[i, 3], boxes[j, 3]) > np.maximum(boxes[i, 1], boxes[j, 1])
-    )
+def _overlaps(
+    x1: np.ndarray, y1: np.ndarray, x2: np.ndarray, y2: np.ndarray, p: np.ndarray, q: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Mask of the pairs ``(p, q)`` that overlap with a positive area, and those areas.
+
+    Strict: a positive intersection area is exactly what makes the IoU positive. The area is computed
+    as :func:`_iou` does, so handing it on changes no bit.
+    """
+    w = np.minimum(x2[p], x2[q]) - np.maximum(x1[p], x1[q])
+    h = np.minimum(y2[p], y2[q]) - np.maximum(y1[p], y1[q])
+    ok = (w > 0.0) & (h > 0.0)
+    return ok, w[ok] * h[ok]
 
 
-def _grid_pairs(boxes: np.ndarray, classes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _grid_pairs(boxes: np.ndarray, classes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Overlapping same-class pairs through a multi-level uniform grid.
 
     A box lives on the finest level whose cells are at least as wide as its longer side, so it covers at
@@ -357,11 +399,11 @@ def _grid_pairs(boxes: np.ndarray, classes: np.ndarray) -> tuple[np.ndarray, np.
         while (short := side > cell * _LEVEL_GROWTH**level).any():
             level[short] += 1
 
-    found_i, found_j = [], []
+    found_i, found_j, found_inter = [], [], []
     levels = np.unique(level).tolist()
     for lvl in levels:
         members = np.flatnonzero(level <= lvl)
-        a, b = _pairs_in_cells(
+        a, b, inter = _pairs_in_cells(
             boxes[members],
             classes[members],
             (origin, cell * _LEVEL_GROWTH**lvl),
@@ -370,8 +412,9 @@ def _grid_pairs(boxes: np.ndarray, classes: np.ndarray) -> tuple[np.ndarray, np.
         )
         found_i.append(members[a])
         found_j.append(members[b])
+        found_inter.append(inter)
     i, j = np.concatenate(found_i), np.concatenate(found_j)
-    return np.minimum(i, j), np.maximum(i, j)
+    return np.minimum(i, j), np.maximum(i, j), np.concatenate(found_inter)
 
 
 def _pairs_in_cells(
@@ -381,8 +424,9 @@ def _pairs_in_cells(
     is_query: np.ndarray,
     *,
     all_query: bool,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Overlapping same-class pairs ``(a, b)`` (local indices) with at least one query box, each pair once."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Overlapping same-class pairs ``(a, b)`` (local indices) with at least one query box, each pair once,
+    and their intersection areas."""
     origin, size = grid
     kx1, ky1, kx2, ky2 = np.floor((boxes - np.tile(origin, 2)) / size).astype(np.int64).T
     nx, ny = kx2 - kx1 + 1, ky2 - ky1 + 1
@@ -422,17 +466,16 @@ def _pairs_in_cells(
     pos = np.arange(len(key))
     ends = np.repeat(starts + sizes, sizes)
 
-    def accept(p: np.ndarray, q: np.ndarray) -> np.ndarray:
+    def accept(p: np.ndarray, q: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         # Report from the top-left cell of the intersection: one of the two entries is in its box's first
-        # column and one in its first row. Then the exact overlap test.
-        return (
-            (first_x[p] | first_x[q])
-            & (first_y[p] | first_y[q])
-            & (np.minimum(x2[p], x2[q]) > np.maximum(x1[p], x1[q]))
-            & (np.minimum(y2[p], y2[q]) > np.maximum(y1[p], y1[q]))
-        )
+        # column and one in its first row. The cheap flag test first, then the exact overlap test.
+        home = (first_x[p] | first_x[q]) & (first_y[p] | first_y[q])
+        p, q = p[home], q[home]
+        ok, inter = _overlaps(x1, y1, x2, y2, p, q)
+        return p[ok], q[ok], inter
 
     found_p, found_q = [np.empty(0, dtype=np.intp)], [np.empty(0, dtype=np.intp)]
+    found_inter = [np.empty(0, dtype=np.float64)]
     if all_query:
         # Pair each entry with the entry d places later in its cell, for d = 1, 2, ...: contiguous memory,
         # and the work is the number of candidate pairs.
@@ -440,9 +483,10 @@ def _pairs_in_cells(
         p = np.flatnonzero(later > 0)
         d = 1
         while len(p):
-            ok = accept(p, p + d)
-            found_p.append(p[ok])
-            found_q.append(p[ok] + d)
+            a, b, inter = accept(p, p + d)
+            found_p.append(a)
+            found_q.append(b)
+            found_inter.append(inter)
             p = p[later[p] > d]
             d += 1
     else:
@@ -454,11 +498,89 @@ def _pairs_in_cells(
         q = np.repeat(first - np.cumsum(take) + take, take) + np.arange(int(take.sum()))
         other = (q > p) | ~is_query[owner[q]]
         p, q = p[other], q[other]
-        ok = accept(p, q)
+        a, b, inter = accept(p, q)
+        found_p.append(a)
+        found_q.append(b)
+        found_inter.append(inter)
+    p, q = np.concatenate(found_p), np.concatenate(found_q)
+    return owner[p], owner[q], np.concatenate(found_inter)
+
+
+# --- NMS candidates by corner distance -------------------------------------------------------------
+
+
+def _nms_candidates(
+    prep: _Prepared, iou_threshold: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """Overlapping same-class pairs that may have ``IoU > iou_threshold``: a superset of them, each once.
+
+    ``IoU > t`` needs an intersection wider than ``t * max(w_a, w_b)``, so the left edges differ by less
+    than ``(1 - t) * max(w_a, w_b)`` (likewise for tops). With ``c`` = that bound for the largest box,
+    such pairs have their top-left corners in the same or in adjacent cells of a ``c`` grid. One entry
+    per box (not one per covered cell), and cells shrink as the threshold grows: far fewer candidates
+    than all overlapping pairs. ``None`` when the grid would not pay off (low threshold, uneven sizes).
+    """
+    boxes = prep.boxes
+    side = np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
+    largest = float(side.max())
+    if iou_threshold < 0.3 or largest > _NMS_SPREAD * float(np.quantile(side, _CELL_QUANTILE)):
+        return None
+    origin = boxes[:, :2].min(axis=0)
+    extent = float(max((boxes[:, :2] - origin).max(), 0.0))
+    # A little wider than the exact bound, so float rounding in the IoU can never miss a pair.
+    cell = max((1.0 - iou_threshold) * largest * (1.0 + 1e-6), extent / _MAX_CELLS_PER_AXIS, 1e-300)
+    kx, ky = (np.floor((boxes[:, :2] - origin) / cell).astype(np.int64) + 1).T  # 1.. : room for -1
+    height = int(ky.max()) + 2
+    width = int(kx.max()) + 2
+    n_classes = int(prep.classes.max()) + 1
+    if n_classes * width * height >= _MAX_KEY:
+        return None
+    key = prep.classes * (width * height) + kx * height + ky
+    if int(key.max()) < 2**31:
+        key = key.astype(np.int32)  # sorts faster
+    order = np.argsort(key)  # the order inside a cell does not matter: pairs come out as (min, max)
+    key = key[order]
+    x1, y1, x2, y2 = (np.ascontiguousarray(col) for col in boxes[order].T)
+    starts = np.flatnonzero(np.concatenate(([True], key[1:] != key[:-1])))
+    sizes = np.diff(np.append(starts, len(key)))
+    cell_keys = key[starts]
+    cell_of = np.repeat(np.arange(len(starts)), sizes)
+    pos = np.arange(len(key))
+
+    found_p, found_q = [np.empty(0, dtype=np.intp)], [np.empty(0, dtype=np.intp)]
+    found_inter = [np.empty(0, dtype=np.float64)]
+
+    def test(p: np.ndarray, q: np.ndarray) -> None:
+        ok, inter = _overlaps(x1, y1, x2, y2, p, q)
         found_p.append(p[ok])
         found_q.append(q[ok])
+        found_inter.append(inter)
+
+    # Same cell: each entry with the entry d places later, for d = 1, 2, ...
+    later = np.repeat(starts + sizes, sizes) - pos - 1
+    p = np.flatnonzero(later > 0)
+    d = 1
+    while len(p):
+        test(p, p + d)
+        p = p[later[p] > d]
+        d += 1
+    # Half of the 8 neighbour cells, so each pair of cells is visited once. The padding row and column
+    # keep the neighbours of a cell inside its class block.
+    for dx, dy in ((1, -1), (1, 0), (1, 1), (0, 1)):
+        wanted = cell_keys + dx * height + dy
+        at = np.minimum(np.searchsorted(cell_keys, wanted), len(cell_keys) - 1)
+        hit = cell_keys[at] == wanted
+        if not hit.any():
+            continue
+        partner = np.where(hit, at, 0)
+        take = np.where(hit, sizes[partner], 0)[cell_of]  # per entry: entries of the neighbour cell
+        p = np.repeat(pos, take)
+        first = starts[partner][cell_of]
+        q = np.repeat(first - np.cumsum(take) + take, take) + np.arange(int(take.sum()))
+        test(p, q)
     p, q = np.concatenate(found_p), np.concatenate(found_q)
-    return owner[p], owner[q]
+    i, j = order[p], order[q]
+    return np.minimum(i, j), np.maximum(i, j), np.concatenate(found_inter)
 
 
 # --- greedy resolution ----------------------------------------------------------------------------

@@ -302,6 +302,7 @@ _PATHS = st.fixed_dictionaries(
         "_MAX_PEEL_ROUNDS": st.sampled_from([0, 1, selection._MAX_PEEL_ROUNDS]),
         "_MAX_SOFT_ROUNDS": st.sampled_from([0, 1, 2, selection._MAX_SOFT_ROUNDS]),
         "_MAX_KEY": st.sampled_from([1, selection._MAX_KEY]),
+        "_NMS_SPREAD": st.sampled_from([0.0, selection._NMS_SPREAD, math.inf]),
     }
 )
 _THRESHOLDS = st.sampled_from([0.0, 0.1, 0.3, 0.5, 0.75, 1.0]) | st.floats(0.0, 1.0)
@@ -413,3 +414,10 @@ def test_large_scene_uses_the_coarse_grid_levels():
     with mock.patch.object(selection, "_pairs_in_cells", spy):
         nms(boxes, scores, classes)
     assert calls[0] is True and False in calls[1:]
+
+
+@given(st.lists(st.sampled_from([0.0, -0.0, 0.25, 0.5, 1.0, -1.0]) | st.floats(-1.0, 1.0), max_size=80))
+def test_priority_order_is_descending_score_then_ascending_index(values):
+    scores = np.array(values, dtype=float)
+    expected = sorted(range(len(values)), key=lambda k: (-values[k], k))
+    assert selection._priority_order(scores).tolist() == expected

@@ -14,7 +14,7 @@ from functools import partial
 import numpy as np
 
 from airflow_provider_osml import features as feats
-from airflow_provider_osml import imagery
+from airflow_provider_osml import imagery, seams
 from airflow_provider_osml.operators.context import PLAN, TaskContext, open_request_image
 from airflow_provider_osml.range_adjustment import LIMITS_KEY
 from airflow_provider_osml.tiling import TileWindow, TilingPlan
@@ -137,10 +137,7 @@ def infer_region(validated: dict, region: dict) -> dict:
             inference_time = feats.utc_timestamp()
             detections = call_model(invoke, payload, settings.tile_attempts, settings.tile_retry_delay)
             in_image = feats.to_image_pixels(detections, tile.col, tile.row, inference_time)
-            kept = [
-                f for f in in_image
-                if not feats.is_truncated_copy(feats.image_bbox(f), tile.as_list(), all_tiles, bounds)
-            ]
+            kept = seams.screen_tile_features(in_image, tile.as_list(), all_tiles, bounds)
             return {"window": tile.as_list(), "features": kept, "truncatedDropped": len(in_image) - len(kept)}
 
         fresh, failed = {}, []
