@@ -170,18 +170,10 @@ def cmd_demo(args) -> int:
     workdir = Path(args.dir).resolve()
     scene = make_demo_scene(workdir)
     results = workdir / "results"
-    request = {
-        "jobId": "osml-demo",
-        "imageUrls": [str(scene.path)],
-        "imageProcessorTileSize": scene.tile_size,
-        "imageProcessorTileOverlap": scene.tile_overlap,
-        "imageProcessorTileFormat": "PNG",
-        "outputs": [{"type": "File", "path": str(results)}],
-        "postProcessing": [{"step": "FEATURE_DISTILLATION", "algorithm": {"algorithmType": "NMS", "iouThreshold": 0.75}}],
-        "regionSize": scene.region_size,
-    }
+    nms = {"step": "FEATURE_DISTILLATION", "algorithm": {"algorithmType": "NMS", "iouThreshold": 0.75}}
     with reference_model("blobs", threshold=scene.threshold) as server:
-        request["imageProcessor"] = {"name": server.url, "type": "HTTP_ENDPOINT"}
+        request = {**scene.request(server.url, [{"type": "File", "path": str(results)}], "osml-demo"),
+                   "postProcessing": [nms]}
         print(f"scene:    {scene.path} ({scene.width}x{scene.height}, {len(scene.objects)} objects, "
               f"{scene.seam_objects} across tile seams)")
         print(f"model:    blobs at {server.url}")

@@ -22,6 +22,19 @@ class DemoScene:
     region_size: int = 1024
     threshold: float = 128.0
 
+    def request(self, model_url: str, outputs: list[dict], job_id: str, tile_format: str = "PNG") -> dict:
+        """An ImageRequest for this scene, tiled as it was designed, sent to the HTTP model at ``model_url``."""
+        return {
+            "jobId": job_id,
+            "imageUrls": [str(self.path)],
+            "imageProcessor": {"name": model_url, "type": "HTTP_ENDPOINT"},
+            "imageProcessorTileSize": self.tile_size,
+            "imageProcessorTileOverlap": self.tile_overlap,
+            "imageProcessorTileFormat": tile_format,
+            "regionSize": self.region_size,
+            "outputs": outputs,
+        }
+
 
 def make_demo_scene(directory: Path, *, width: int = 2048, height: int = 1536, seed: int = 7) -> DemoScene:
     """Write a 3-band UTM GeoTIFF: dark noise with bright discs on a jittered grid (discs never touch)."""

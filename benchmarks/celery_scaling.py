@@ -27,16 +27,7 @@ DAG_ID = "osml_model_runner"
 
 
 def request(scene, url: str, job_id: str, out: Path) -> dict:
-    return {
-        "jobId": job_id,
-        "imageUrls": [str(scene.path)],
-        "imageProcessor": {"name": url, "type": "HTTP_ENDPOINT"},
-        "imageProcessorTileSize": scene.tile_size,
-        "imageProcessorTileOverlap": scene.tile_overlap,
-        "regionSize": scene.region_size,
-        "outputs": [{"type": "File", "path": str(out)}],
-    }
-
+    return scene.request(url, [{"type": "File", "path": str(out)}], job_id, tile_format="NITF")
 
 def run_seconds(airflow: AirflowDeployment, conf: dict) -> tuple[float, int]:
     run_id = airflow.trigger(DAG_ID, conf)

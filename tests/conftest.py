@@ -53,6 +53,16 @@ def airflow_db() -> str:
     return _AIRFLOW_HOME
 
 
+@pytest.fixture(scope="session")
+def model_runner_dag(airflow_db):
+    """The ``osml_model_runner`` DAG as the dag-processor loads it from ``dags/``."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(REPO / "dags"))
+    assert bag.import_errors == {}
+    return bag.get_dag("osml_model_runner")
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

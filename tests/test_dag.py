@@ -8,19 +8,9 @@ from pathlib import Path
 import boto3
 import pytest
 
-from tests.conftest import REPO
 from tests.test_cli import assert_each_object_found_once
 
 pytestmark = pytest.mark.airflow
-
-
-@pytest.fixture(scope="session")
-def model_runner_dag(airflow_db):
-    from airflow.dag_processing.dagbag import DagBag
-
-    bag = DagBag(dag_folder=str(REPO / "dags"))
-    assert bag.import_errors == {}
-    return bag.get_dag("osml_model_runner")
 
 
 def test_dag_has_the_designed_task_graph(model_runner_dag):
@@ -44,16 +34,7 @@ def scene(tmp_path):
 
 
 def request_for(scene, url: str, outputs: list[dict], job_id: str) -> dict:
-    return {
-        "jobId": job_id,
-        "imageUrls": [str(scene.path)],
-        "imageProcessor": {"name": url, "type": "HTTP_ENDPOINT"},
-        "imageProcessorTileSize": scene.tile_size,
-        "imageProcessorTileOverlap": scene.tile_overlap,
-        "imageProcessorTileFormat": "PNG",
-        "regionSize": scene.region_size,
-        "outputs": outputs,
-    }
+    return scene.request(url, outputs, job_id)
 
 
 def status_record(job_id: str) -> dict:

@@ -11,20 +11,11 @@ import pytest
 import rasterio
 from rasterio.transform import from_origin
 
-from tests.conftest import REPO
-
 pytestmark = [pytest.mark.airflow, pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")]
 
 TILE, SIZE, MARKER = 128, 512, 251
 # (col, row) of the 4 tiles (of 16) the failure model refuses: their top-left pixel is painted MARKER
 FAILING = [(128, 0), (384, 128), (0, 256), (256, 384)]
-
-
-@pytest.fixture(scope="module")
-def model_runner_dag(airflow_db):
-    from airflow.dag_processing.dagbag import DagBag
-
-    return DagBag(dag_folder=str(REPO / "dags")).get_dag("osml_model_runner")
 
 
 @pytest.fixture(scope="module")

@@ -6,20 +6,10 @@ import json
 
 import pytest
 
-from tests.conftest import REPO
 from tests.golden import assert_matches_golden
 from tests.test_cli import GOLDEN_REQUEST
 
 pytestmark = pytest.mark.airflow
-
-
-@pytest.fixture(scope="module")
-def model_runner_dag(airflow_db):
-    from airflow.dag_processing.dagbag import DagBag
-
-    bag = DagBag(dag_folder=str(REPO / "dags"))
-    assert bag.import_errors == {}
-    return bag.get_dag("osml_model_runner")
 
 
 def run_with_model(dag, request: dict, model: str, **options):

@@ -73,17 +73,14 @@ def test_a_window_is_read_with_a_few_small_ranges_as_the_read_role(airflow_db, s
 
 
 @pytest.mark.airflow
-def test_the_dag_processes_an_s3_image_end_to_end(airflow_db, s3_proxy, moto_server, scene, tmp_path,
+def test_the_dag_processes_an_s3_image_end_to_end(model_runner_dag, s3_proxy, moto_server, scene, tmp_path,
                                                   allowed_roots):
-    from airflow.dag_processing.dagbag import DagBag
-
     from airflow_provider_osml.models import serve_model
-    from tests.conftest import REPO
     from tests.test_cli import assert_each_object_found_once
     from tests.test_dag import request_for, states, status_record
 
     url, size = upload(scene, moto_server, "scenes/dag-run.tif")
-    dag = DagBag(dag_folder=str(REPO / "dags")).get_dag("osml_model_runner")
+    dag = model_runner_dag
     server = serve_model("blobs", threshold=scene.threshold)
     try:
         request = request_for(scene, server.url, [{"type": "File", "path": str(tmp_path / "out")}], "s3-image-job")

@@ -9,18 +9,10 @@ import uuid
 import boto3
 import pytest
 
-from tests.conftest import REPO
 from tests.sinks.test_kinesis_sink import read_stream
 from tests.test_dag import FailOnSomeTiles, request_for, states, status_record
 
 pytestmark = pytest.mark.airflow
-
-
-@pytest.fixture(scope="module")
-def runner_dag(airflow_db):
-    from airflow.dag_processing.dagbag import DagBag
-
-    return DagBag(dag_folder=str(REPO / "dags")).get_dag("osml_model_runner")
 
 
 @pytest.fixture
@@ -100,7 +92,7 @@ def metric(lines: list[str], name: str) -> list[tuple[dict, str]]:
 
 
 def test_success_run_publishes_started_in_progress_success_and_delivers_every_sink(
-    airflow_db, runner_dag, scene, tmp_path, allowed_roots, moto_server, status_queue, statsd_listener
+    airflow_db, model_runner_dag, scene, tmp_path, allowed_roots, moto_server, status_queue, statsd_listener
 ):
     from airflow_provider_osml.models import serve_model
 
@@ -115,7 +107,7 @@ def test_success_run_publishes_started_in_progress_success_and_delivers_every_si
         {"type": "Kinesis", "stream": stream, "batchSize": 4},
     ]
     with serve_model("blobs", threshold=scene.threshold) as server:
-        dag_run = runner_dag.test(run_conf=request_for(scene, server.url, outputs, "status-ok"))
+        dag_run = model_runner_dag.test(run_conf=request_for(scene, server.url, outputs, "status-ok"))
     assert str(dag_run.state) == "success", states(dag_run)
 
     lines = (tmp_path / "out" / "status-ok.geojsonl").read_text().splitlines()
@@ -163,14 +155,14 @@ def test_success_run_publishes_started_in_progress_success_and_delivers_every_si
 
 
 def test_broken_sink_and_failed_tiles_give_partial_naming_the_sink(
-    airflow_db, runner_dag, scene, tmp_path, allowed_roots, moto_server, status_queue, monkeypatch
+    airflow_db, model_runner_dag, scene, tmp_path, allowed_roots, moto_server, status_queue, monkeypatch
 ):
     from airflow_provider_osml.models.server import ModelServer
 
     monkeypatch.setenv("AIRFLOW__OSML__MODEL_RETRIES", "1")
     outputs = [{"type": "Kinesis", "stream": "no-such-stream"}, {"type": "File", "path": str(tmp_path / "out")}]
     with ModelServer(FailOnSomeTiles(scene.threshold)) as server:
-        dag_run = runner_dag.test(run_conf=request_for(scene, server.url, outputs, "status-partial"))
+        dag_run = model_runner_dag.test(run_conf=request_for(scene, server.url, outputs, "status-partial"))
     assert str(dag_run.state) == "success", states(dag_run)
     assert states(dag_run)[("write_sink", 0)] == "failed"
     assert states(dag_run)[("write_sink", 1)] == "success"
@@ -193,12 +185,12 @@ def test_broken_sink_and_failed_tiles_give_partial_naming_the_sink(
 
 
 def test_rejected_request_publishes_failed_only(
-    airflow_db, runner_dag, scene, tmp_path, allowed_roots, moto_server, status_queue
+    airflow_db, model_runner_dag, scene, tmp_path, allowed_roots, moto_server, status_queue
 ):
     request = request_for(scene, "http://127.0.0.1:9/never-called", [{"type": "File", "path": str(tmp_path)}],
                           "status-bad")
     request["imageProcessorTileOverlap"] = 512
-    dag_run = runner_dag.test(run_conf=request)
+    dag_run = model_runner_dag.test(run_conf=request)
     assert str(dag_run.state) == "failed"
     assert states(dag_run)[("report_status", -1)] == "failed"
     messages = status_queue()

@@ -72,16 +72,8 @@ def deployment(celery_services, base, moto):
 
 
 def request_for(scene, model_url: str, job_id: str, out: Path) -> dict:
-    return {
-        "jobId": job_id,
-        "imageUrls": [str(scene.path)],
-        "imageProcessor": {"name": model_url, "type": "HTTP_ENDPOINT"},
-        "imageProcessorTileSize": scene.tile_size,
-        "imageProcessorTileOverlap": scene.tile_overlap,
-        "imageProcessorTileFormat": "PNG",
-        "regionSize": scene.region_size,
-        "outputs": [{"type": "File", "path": str(out)}, {"type": "S3", "bucket": BUCKET, "prefix": job_id}],
-    }
+    outputs = [{"type": "File", "path": str(out)}, {"type": "S3", "bucket": BUCKET, "prefix": job_id}]
+    return scene.request(model_url, outputs, job_id)
 
 
 def comparable(features: list[dict]) -> list[dict]:
