@@ -57,7 +57,11 @@ def endpoint_pool_policy():
     from airflow_provider_osml.operators import pools
 
     manager = get_policy_plugin_manager()
-    manager.register(pools)
+    if manager.is_registered(pools):  # installed with its entry point: Airflow loaded it already
+        yield
+        return
+    # under the entry point's name, so a later load of the entry points skips it instead of failing
+    manager.register(pools, name="osml_endpoint_pools")
     try:
         yield
     finally:

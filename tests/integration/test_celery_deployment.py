@@ -164,7 +164,9 @@ def test_killed_worker_loses_nothing_and_duplicates_nothing(deployment, scene, b
         assert first["hostname"] == "w1" and first["state"] != "success"
     status, features = results("kill-job", base, endpoint)
     assert status["status"] == "SUCCESS" and status["counts"]["failedTiles"] == 0
-    assert server.invocations > status["counts"]["tiles"]  # the killed regions' tiles were asked again
+    # Each tile was asked at least once; a killed try that had already stored its region result is reused by
+    # the retry (issue 4's resume), so more calls than tiles are likely but not guaranteed.
+    assert server.invocations >= status["counts"]["tiles"]
     assert comparable(features) == reference  # no duplicates, nothing missing
     assert_each_object_found_once(scene.objects, features)
 
