@@ -92,7 +92,9 @@ def region_processed(validated: dict, result: dict) -> None:
     dims = dimensions(validated)
     tiles, failed = result.get("tiles", 0), result.get("failedTiles", 0)
     emit(TILE_PROCESSING, {"ModelName": dims.get("ModelName")}, invocations=tiles, errors=failed)
-    emit(MODEL_INVOCATION, {"ModelName": dims.get("ModelName")}, invocations=tiles, errors=failed)
+    calls = result.get("modelInvocation") or {}
+    emit(MODEL_INVOCATION, {"ModelName": dims.get("ModelName")}, invocations=calls.get("calls", 0),
+         errors=calls.get("errors", 0), throttles=calls.get("throttles", 0), retries=calls.get("retries", 0))
     if failed:  # osml counts a region with any failed tile as an error (spec 6.3)
         emit(REGION_PROCESSING, dims, errors=1)
 

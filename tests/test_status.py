@@ -150,6 +150,9 @@ def test_success_run_publishes_started_in_progress_success_and_delivers_every_si
     assert len(metric(lines, "osml.RegionProcessing.Invocations")) == counts["regions"]
     tile_counts = [int(v.split("|")[0]) for _, v in metric(lines, "osml.TileProcessing.Invocations")]
     assert sum(tile_counts) == counts["tiles"]
+    model_calls = [int(v.split("|")[0]) for _, v in metric(lines, "osml.ModelInvocation.Invocations")]
+    assert sum(model_calls) == counts["tiles"]  # a healthy model: one call per tile, no retries
+    assert metric(lines, "osml.ModelInvocation.Retries") == [] and metric(lines, "osml.ModelInvocation.Errors") == []
     sinks = metric(lines, "osml.FeatureDissemination.Invocations")
     assert sorted(tags["SinkType"] for tags, _ in sinks) == ["File", "Kinesis", "S3"]
 

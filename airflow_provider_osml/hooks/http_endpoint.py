@@ -13,6 +13,8 @@ from airflow.sdk import BaseHook
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
+from airflow_provider_osml.hooks.invocation_counts import InvocationCounts
+
 # A model answer larger than this is refused: a FeatureCollection for one tile is kilobytes, rarely megabytes.
 MAX_RESPONSE_BYTES = 64 * 1024 * 1024
 
@@ -117,6 +119,8 @@ class HttpEndpointHook(BaseHook):
             raise_on_status=False,
             respect_retry_after_header=True,
         )
+        self.retries = retries
+        self.counts = InvocationCounts()
         self.session = requests.Session()
         adapter = HTTPAdapter(pool_connections=1, pool_maxsize=max(pool_size, 1), max_retries=retry)
         self.session.mount("http://", adapter)
@@ -135,7 +139,16 @@ class HttpEndpointHook(BaseHook):
                 stream=True,
             )
         except requests.RequestException as exc:
+            # urllib3 gives up only after its retries: all of them were spent
+            self.counts.add(calls=1, retries=self.retries, errors=1)
             raise ModelInvocationError(f"{type(exc).__name__}: {exc}") from exc
+        history = getattr(getattr(response.raw, "retries", None), "history", ()) or ()
+        self.counts.add(
+            calls=1,
+            retries=len(history),
+            throttles=sum(1 for h in history if h.status == 429) + (response.status_code == 429),
+            errors=response.status_code != 200,
+        )
         with response:
             body = _read_limited(response)
             if response.status_code != 200:

@@ -9,10 +9,13 @@ from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
 from botocore.exceptions import BotoCoreError, ClientError
 
 from airflow_provider_osml.hooks.http_endpoint import ModelInvocationError
+from airflow_provider_osml.hooks.invocation_counts import InvocationCounts
 from airflow_provider_osml.request import MODEL_PARAMETER_KEYS
 
 # imageProcessorParameters keys are passed through to InvokeEndpoint unchanged.
 INVOKE_PARAMETERS = MODEL_PARAMETER_KEYS
+# error codes botocore's adaptive mode treats as throttling, as far as InvokeEndpoint returns them
+THROTTLING_CODES = frozenset({"ThrottlingException", "Throttling", "TooManyRequestsException"})
 
 
 class SageMakerRuntimeHook(AwsBaseHook):
@@ -27,6 +30,7 @@ class SageMakerRuntimeHook(AwsBaseHook):
         kwargs.setdefault("config", config or _adaptive_retries())
         super().__init__(*args, **kwargs)
         self.assumed_role = assumed_role
+        self.counts = InvocationCounts()
 
     @cached_property
     def conn_config(self):
@@ -44,7 +48,12 @@ class SageMakerRuntimeHook(AwsBaseHook):
             response = self.conn.invoke_endpoint(EndpointName=endpoint_name, Body=payload, **kwargs)
             body = response["Body"].read()
         except (ClientError, BotoCoreError) as exc:
+            metadata = getattr(exc, "response", {}) or {}
+            code = metadata.get("Error", {}).get("Code", "")
+            self.counts.add(calls=1, errors=1, throttles=int(code in THROTTLING_CODES),
+                            retries=metadata.get("ResponseMetadata", {}).get("RetryAttempts", 0))
             raise ModelInvocationError(f"SageMaker InvokeEndpoint failed: {exc}") from exc
+        self.counts.add(calls=1, retries=response.get("ResponseMetadata", {}).get("RetryAttempts", 0))
         try:
             return json.loads(body)
         except ValueError as exc:

@@ -15,6 +15,7 @@ import numpy as np
 
 from airflow_provider_osml import features as feats
 from airflow_provider_osml import imagery, seams
+from airflow_provider_osml.hooks.invocation_counts import InvocationCounts
 from airflow_provider_osml.operators.context import PLAN, TaskContext, open_request_image
 from airflow_provider_osml.range_adjustment import LIMITS_KEY
 from airflow_provider_osml.tiling import TileWindow, TilingPlan
@@ -26,7 +27,11 @@ log = logging.getLogger(__name__)
 
 
 def create_endpoint_client(ctx: TaskContext):
-    """The hook that sends tiles to the request's model endpoint (checked against the allow-list first)."""
+    """The hook that sends tiles to the request's model endpoint (checked against the allow-list first).
+
+    Returns ``(invoke, counts)``: ``invoke(payload)`` answers one tile; ``counts`` are the hook's
+    :class:`~airflow_provider_osml.hooks.invocation_counts.InvocationCounts`.
+    """
     request, settings = ctx.request, ctx.settings
     if request.model_invoke_mode == "HTTP_ENDPOINT":
         from airflow_provider_osml.hooks.http_endpoint import HttpEndpointHook
@@ -41,11 +46,11 @@ def create_endpoint_client(ctx: TaskContext):
             allowed_hosts=settings.model_allowed_hosts,
             allow_link_local=settings.model_allow_link_local,
         )
-        return partial(hook.invoke, content_type=request.model_parameters.get("ContentType"))
+        return partial(hook.invoke, content_type=request.model_parameters.get("ContentType")), hook.counts
     from airflow_provider_osml.hooks.sagemaker_runtime import SageMakerRuntimeHook
 
     hook = SageMakerRuntimeHook(aws_conn_id=settings.aws_conn_id, assumed_role=request.model_assumed_role)
-    return partial(hook.invoke, endpoint_name=request.model_name, parameters=request.model_parameters)
+    return partial(hook.invoke, endpoint_name=request.model_name, parameters=request.model_parameters), hook.counts
 
 
 def inference_fingerprint(validated: dict, region: dict) -> str:
@@ -78,7 +83,7 @@ def previous_results(ctx: TaskContext, key: str, fingerprint: str) -> dict[tuple
     return {tuple(t["window"]): t for t in stored.get("tiles", [])}
 
 
-def call_model(invoke, payload: bytes, attempts: int, delay: float) -> list[dict]:
+def call_model(invoke, payload: bytes, attempts: int, delay: float, counts=None) -> list[dict]:
     """Invoke and validate, retrying a tile whose call fails or whose answer is malformed.
 
     The hooks already retry transport errors, 429 and 5xx; this outer loop also covers garbage answers
@@ -90,6 +95,8 @@ def call_model(invoke, payload: bytes, attempts: int, delay: float) -> list[dict
         except Exception:
             if attempt == attempts:
                 raise
+            if counts is not None:
+                counts.add(retries=1)
             time.sleep(random.uniform(0, delay * 2 ** (attempt - 1)))
     raise AssertionError("unreachable")
 
@@ -115,7 +122,7 @@ def infer_region(validated: dict, region: dict) -> dict:
     if done_before:
         log.info("Region %s: reusing %d tile result(s), processing %d", region["key"], len(tiles) - len(todo),
                  len(todo))
-    invoke = create_endpoint_client(ctx) if todo else None
+    invoke, counts = create_endpoint_client(ctx) if todo else (None, InvocationCounts())
     settings = ctx.settings
     started = time.monotonic()
 
@@ -135,7 +142,7 @@ def infer_region(validated: dict, region: dict) -> dict:
             finally:
                 pixels.release(tile)
             inference_time = feats.utc_timestamp()
-            detections = call_model(invoke, payload, settings.tile_attempts, settings.tile_retry_delay)
+            detections = call_model(invoke, payload, settings.tile_attempts, settings.tile_retry_delay, counts)
             in_image = feats.to_image_pixels(detections, tile.col, tile.row, inference_time)
             kept = seams.screen_tile_features(in_image, tile.as_list(), all_tiles, bounds)
             return {"window": tile.as_list(), "features": kept, "truncatedDropped": len(in_image) - len(kept)}
@@ -167,4 +174,5 @@ def infer_region(validated: dict, region: dict) -> dict:
         "features": sum(len(r["features"]) for r in results),
         "truncatedDropped": sum(r["truncatedDropped"] for r in results),
         "seconds": round(time.monotonic() - started, 3),
+        "modelInvocation": counts.as_dict(),
     }

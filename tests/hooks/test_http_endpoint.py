@@ -41,6 +41,21 @@ def test_transient_500_and_429_are_retried():
         assert server.invocations == 5 and server.failures == 2
 
 
+def test_the_hook_counts_calls_retries_and_throttles():
+    with ModelServer(FailureModel(kind="throttle", every=2)) as server:
+        hook = hook_for(server.url, retries=3)
+        for _ in range(3):
+            hook.invoke(PAYLOAD)
+    # 3 calls; the 2nd and the 3rd call's first requests were answered 429 and retried once each
+    assert hook.counts.as_dict() == {"calls": 3, "retries": 2, "throttles": 2, "errors": 0}
+    assert server.invocations == 3 + 2
+    with ModelServer(FailureModel(kind="error", every=1)) as server:
+        hook = hook_for(server.url, retries=2)
+        with pytest.raises(ModelInvocationError):
+            hook.invoke(PAYLOAD)
+    assert hook.counts.as_dict() == {"calls": 1, "retries": 2, "throttles": 0, "errors": 1}
+
+
 def test_persistent_500_fails_after_the_retries_with_the_status():
     with ModelServer(FailureModel(kind="error", every=1)) as server:
         with pytest.raises(ModelInvocationError, match="500"):

@@ -67,6 +67,19 @@ def test_adaptive_retries_and_errors():
         invoke_with(hook, {}, {}, answer=b"<html>oops</html>")
 
 
+def test_the_hook_counts_calls_retries_and_throttles():
+    hook = SageMakerRuntimeHook(aws_conn_id=None, region_name="us-east-1")
+    with Stubber(hook.conn) as stub:
+        stub.add_response("invoke_endpoint", {"Body": body(json.dumps(ANSWER).encode()),
+                                              "ResponseMetadata": {"RetryAttempts": 2}})
+        stub.add_client_error("invoke_endpoint", "ThrottlingException", "Rate exceeded", 400,
+                              response_meta={"RetryAttempts": 9})
+        hook.invoke(PAYLOAD, endpoint_name="my-model")
+        with pytest.raises(ModelInvocationError, match="ThrottlingException"):
+            hook.invoke(PAYLOAD, endpoint_name="my-model")
+    assert hook.counts.as_dict() == {"calls": 2, "retries": 11, "throttles": 1, "errors": 1}
+
+
 def test_assumed_role_comes_from_sts(moto_server, monkeypatch):
     # the amazon provider never sends AssumeRole to the connection's global endpoint_url: name STS's own
     extra = {"endpoint_url": moto_server, "region_name": "us-east-1",
