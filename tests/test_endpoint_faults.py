@@ -213,3 +213,46 @@ def test_stored_tiles_are_reused_only_for_the_same_request(tmp_path):
     assert previous_results(ctx, "r0", base) == {(0, 0, 10, 10): tile}
     assert previous_results(ctx, "r0", "another request") == {}
     assert previous_results(ctx, "r1", base) == {}
+
+
+class WorkerDied(BaseException):
+    """Stands in for a killed worker: not an ``Exception``, so no tile handler records it as a failed tile."""
+
+
+def test_a_region_task_killed_midway_is_resumed_from_its_checkpoint(image, settings_env, tmp_path, monkeypatch):
+    from airflow_provider_osml.models import ModelServer
+    from airflow_provider_osml.operators import inference, planning
+
+    monkeypatch.setenv("AIRFLOW__OSML__ALLOWED_ROOTS", f"{image.parent}:{tmp_path}")
+    monkeypatch.setenv("AIRFLOW__OSML__TILE_WORKERS", "1")  # tiles in plan order: the crash point is exact
+    monkeypatch.setenv("AIRFLOW__OSML__REGION_CHECKPOINT_SECONDS", "0")
+    with ModelServer(blobs()) as server:
+        conf = {"jobId": "killed-region", "imageUrls": [str(image)],
+                "imageProcessor": {"name": server.url, "type": "HTTP_ENDPOINT"},
+                "imageProcessorTileSize": TILE, "imageProcessorTileOverlap": 0, "imageProcessorTileFormat": "PNG",
+                "regionSize": SIZE, "outputs": [{"type": "File", "path": str(tmp_path)}]}
+        validated = planning.validate_request(conf)
+        [region] = planning.plan_regions(validated)
+        real_call = inference.call_model
+        calls = []
+
+        def dies_on_the_seventh_tile(*args, **kwargs):
+            calls.append(1)
+            if len(calls) >= 7:
+                raise WorkerDied
+            return real_call(*args, **kwargs)
+
+        monkeypatch.setattr(inference, "call_model", dies_on_the_seventh_tile)
+        with pytest.raises(WorkerDied):
+            inference.infer_region(validated, region)
+        assert server.invocations == 6
+        monkeypatch.setattr(inference, "call_model", real_call)
+        resumed = inference.infer_region(validated, region)  # what Airflow's retry of the task does
+        assert server.invocations == 16  # the 6 checkpointed tiles were not asked again
+    assert resumed["tilesInvoked"] == 10 and resumed["failedTiles"] == 0 and resumed["tiles"] == 16
+
+    clean_validated = planning.validate_request({**conf, "jobId": "clean-region"})
+    with ModelServer(blobs()) as server:
+        clean_validated["request"]["imageProcessor"]["name"] = server.url
+        clean = inference.infer_region(clean_validated, planning.plan_regions(clean_validated)[0])
+    assert clean["features"] == resumed["features"]

@@ -101,6 +101,19 @@ def call_model(invoke, payload: bytes, attempts: int, delay: float, counts=None)
     raise AssertionError("unreachable")
 
 
+def store_region_results(ctx: TaskContext, key: str, fingerprint: str, tiles: list[TileWindow],
+                         done_before: dict, fresh: dict, failed: list[dict], *, complete: bool = True) -> list[dict]:
+    """Write the region's tile results (a checkpoint while ``complete`` is False); return them.
+
+    Plan order, whichever attempt produced each tile, so a resumed run stores what a clean run stores.
+    """
+    results = [done_before.get(w) or fresh[w] for w in (tuple(t.as_list()) for t in tiles)
+               if w in done_before or w in fresh]
+    ctx.store.write_json(f"inference/{key}.json", {"fingerprint": fingerprint, "tiles": results,
+                                                    "failedTiles": failed, "complete": complete})
+    return results
+
+
 def infer_region(validated: dict, region: dict) -> dict:
     """Read the region once, cut and encode its tiles, call the model concurrently, keep image pixels.
 
@@ -148,6 +161,7 @@ def infer_region(validated: dict, region: dict) -> dict:
             return {"window": tile.as_list(), "features": kept, "truncatedDropped": len(in_image) - len(kept)}
 
         fresh, failed = {}, []
+        last_checkpoint = time.monotonic()
         with ThreadPoolExecutor(max_workers=settings.tile_workers, thread_name_prefix="tile") as pool:
             futures = [(tile, pool.submit(process, tile)) for tile in todo]
             for done, (tile, future) in enumerate(futures, start=1):
@@ -159,13 +173,13 @@ def infer_region(validated: dict, region: dict) -> dict:
                 if done % 50 == 0 or done == len(todo):
                     rate = done / max(time.monotonic() - started, 1e-9)
                     log.info("Region %s: %d/%d tiles done (%.1f tiles/s)", region["key"], done, len(todo), rate)
+                if done < len(todo) and time.monotonic() - last_checkpoint >= settings.region_checkpoint_seconds:
+                    # a worker that dies now loses only the tiles since this point: the retry reuses the rest
+                    store_region_results(ctx, region["key"], fingerprint, tiles, done_before, fresh, failed,
+                                         complete=False)
+                    last_checkpoint = time.monotonic()
 
-    # plan order, whichever attempt produced each tile, so a resumed run stores what a clean run stores
-    results = [done_before.get(w) or fresh[w] for w in (tuple(t.as_list()) for t in tiles)
-               if w in done_before or w in fresh]
-    ctx.store.write_json(
-        f"inference/{region['key']}.json", {"fingerprint": fingerprint, "tiles": results, "failedTiles": failed}
-    )
+    results = store_region_results(ctx, region["key"], fingerprint, tiles, done_before, fresh, failed)
     return {
         "key": region["key"],
         "tiles": len(tiles),

@@ -36,6 +36,7 @@ class DeploymentSettings:
     model_ca_bundle: str | None = None
     model_allowed_hosts: tuple[str, ...] = ()
     model_allow_link_local: bool = False
+    region_checkpoint_seconds: float = 30.0
     # issue 7: task placement (read when the DAG is parsed: set them on the dag-processor and scheduler too)
     inference_queue: str | None = None
     inference_executor: str | None = None
@@ -81,6 +82,7 @@ def load_settings() -> DeploymentSettings:
             h.strip().lower() for h in (_setting("model_allowed_hosts", "") or "").split(",") if h.strip()
         ),
         model_allow_link_local=(_setting("model_allow_link_local", "false") or "").lower() in ("1", "true", "yes"),
+        region_checkpoint_seconds=float(_setting("region_checkpoint_seconds", "30")),
         # issue 7: task placement
         inference_queue=_setting("inference_queue"),
         inference_executor=_setting("inference_executor"),
