@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 import pytest
@@ -14,6 +12,7 @@ from rasterio.windows import Window
 
 from airflow_provider_osml import imagery
 from airflow_provider_osml.request import IMAGE_HOSTS_ENV, InvalidImageRequest, parse_image_request
+from tests.local_http import LocalHTTPServer, QuietHandler
 
 
 def request_with(url: str) -> dict:
@@ -82,16 +81,13 @@ def test_a_host_name_resolving_to_a_metadata_address_is_refused_at_open(monkeypa
         pass
 
 
-class RangeFileServer:
+class RangeFileServer(LocalHTTPServer):
     """Serves one directory over plain HTTP with Range support, as object stores do; records ranges."""
 
     def __init__(self, directory) -> None:
         ranges = self.ranges = []
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args) -> None:
-                pass
-
+        class Handler(QuietHandler):
             def do_HEAD(self) -> None:
                 self._serve(body=False)
 
@@ -120,17 +116,7 @@ class RangeFileServer:
                 if body:
                     self.wfile.write(chunk)
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        super().__init__(Handler)
 
 
 def test_an_allow_listed_web_image_is_read_by_ranges(tmp_path, monkeypatch):

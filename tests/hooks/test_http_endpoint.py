@@ -5,9 +5,6 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import socket
-import ssl
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 import pytest
@@ -20,6 +17,7 @@ from airflow_provider_osml.hooks.http_endpoint import (
     check_endpoint_url,
 )
 from airflow_provider_osml.models import FailureModel, ModelServer, create_model, encode_tile
+from tests.local_http import LocalHTTPServer, QuietHandler
 
 pytestmark = pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
 
@@ -120,29 +118,13 @@ def https_model(self_signed):
     """A real HTTPS endpoint on 127.0.0.1 answering an empty FeatureCollection."""
     cert, key = self_signed
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         def do_POST(self):
-            self.rfile.read(int(self.headers["Content-Length"]))
-            body = b'{"type": "FeatureCollection", "features": []}'
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            self.read_body()
+            self.answer(200, b'{"type": "FeatureCollection", "features": []}')
 
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert, key)
-    server.socket = context.wrap_socket(server.socket, server_side=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"https://127.0.0.1:{server.server_address[1]}/invocations"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with LocalHTTPServer(Handler, tls=(cert, key)) as server:
+        yield f"{server.url}/invocations"
 
 
 def test_tls_is_verified_by_default(https_model, self_signed):

@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import json
 import threading
-import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from tests.conftest import free_port
+from tests.local_http import LocalHTTPServer, QuietHandler, relay
 
 THROTTLED = {"ErrorCode": "ProvisionedThroughputExceededException", "ErrorMessage": "Rate exceeded for shard"}
 
 
-class FlakyKinesisProxy:
+class FlakyKinesisProxy(LocalHTTPServer):
     def __init__(self, upstream: str, *, every: int = 3, always: bool = False) -> None:
         self.upstream = upstream
         self.always = always
@@ -28,40 +26,17 @@ class FlakyKinesisProxy:
         self.lock = threading.Lock()
         proxy = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
+        class Handler(QuietHandler):
             def do_POST(self):
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 target = self.headers.get("X-Amz-Target", "")
-                status, payload = proxy.handle(target, body, dict(self.headers))
-                self.send_response(status)
-                self.send_header("Content-Type", "application/x-amz-json-1.1")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
+                status, payload = proxy.handle(target, self.read_body(), self.headers)
+                self.answer(status, payload, [("Content-Type", "application/x-amz-json-1.1")])
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        super().__init__(Handler)
 
-    def __enter__(self) -> FlakyKinesisProxy:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-    def forward(self, body: bytes, headers: dict) -> tuple[int, bytes]:
-        headers = {k: v for k, v in headers.items() if k.lower() not in ("host", "content-length")}
-        request = urllib.request.Request(self.upstream, data=body, headers=headers, method="POST")
-        try:
-            with urllib.request.urlopen(request, timeout=30) as response:
-                return response.status, response.read()
-        except urllib.error.HTTPError as err:
-            return err.code, err.read()
+    def forward(self, body: bytes, headers) -> tuple[int, bytes]:
+        status, _, payload = relay(self.upstream, "POST", "/", body, headers)
+        return status, payload
 
     def handle(self, target: str, body: bytes, headers: dict) -> tuple[int, bytes]:
         if not target.endswith(".PutRecords"):
